@@ -1,0 +1,79 @@
+"""imgcore: download, compress and store product-catalogue images listed in a CSV.
+
+The public API is re-exported here; submodules load on first use so that ``import imgcore``
+(and every compression worker process) stays cheap. The ``compress`` function is not
+re-exported because the submodule of the same name would shadow it: use
+``from imgcore.compress import compress``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from imgcore.compress import CompressedImage, CompressOptions, ImageError
+    from imgcore.config import Config, ConfigError
+    from imgcore.csvio import CsvIssue, CsvLimits, CsvValidationError
+    from imgcore.engine import Engine, RequestNotFoundError
+    from imgcore.errors import ImgcoreError
+    from imgcore.fetch import Fetcher, FetchError, FetchOptions
+    from imgcore.hookspecs import hookimpl
+    from imgcore.models import ImageInfo, ProductInfo, RequestInfo
+    from imgcore.states import ImageStatus, RequestStatus
+
+_EXPORTS = {
+    "CompressOptions": "imgcore.compress",
+    "CompressedImage": "imgcore.compress",
+    "ImageError": "imgcore.compress",
+    "Config": "imgcore.config",
+    "ConfigError": "imgcore.config",
+    "CsvIssue": "imgcore.csvio",
+    "CsvLimits": "imgcore.csvio",
+    "CsvValidationError": "imgcore.csvio",
+    "Engine": "imgcore.engine",
+    "RequestNotFoundError": "imgcore.engine",
+    "ImgcoreError": "imgcore.errors",
+    "FetchError": "imgcore.fetch",
+    "FetchOptions": "imgcore.fetch",
+    "Fetcher": "imgcore.fetch",
+    "hookimpl": "imgcore.hookspecs",
+    "ImageInfo": "imgcore.models",
+    "ProductInfo": "imgcore.models",
+    "RequestInfo": "imgcore.models",
+    "ImageStatus": "imgcore.states",
+    "RequestStatus": "imgcore.states",
+}
+
+__all__ = [
+    "CompressOptions",
+    "CompressedImage",
+    "Config",
+    "ConfigError",
+    "CsvIssue",
+    "CsvLimits",
+    "CsvValidationError",
+    "Engine",
+    "FetchError",
+    "FetchOptions",
+    "Fetcher",
+    "ImageError",
+    "ImageInfo",
+    "ImageStatus",
+    "ImgcoreError",
+    "ProductInfo",
+    "RequestInfo",
+    "RequestNotFoundError",
+    "RequestStatus",
+    "__version__",
+    "hookimpl",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'imgcore' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

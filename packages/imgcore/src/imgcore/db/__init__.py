@@ -1,0 +1,8 @@
+"""Persistence: schema, migrations and queries (SQLAlchemy, async)."""
+
+from __future__ import annotations
+
+from imgcore.db.connect import create_engine, reader
+from imgcore.db.migrate import upgrade
+
+__all__ = ["create_engine", "reader", "upgrade"]

@@ -1,0 +1,894 @@
+"""Every query imgcore runs, as functions of an open connection (the caller owns the transaction).
+
+Claims are leases: a claimed image's ``available_at`` is when its lease expires, so work of a
+process that died becomes claimable again without any bookkeeping. PostgreSQL and MariaDB/MySQL
+claim with ``FOR UPDATE SKIP LOCKED``; SQLite serialises writers (``BEGIN IMMEDIATE``), which
+makes one claiming transaction enough.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Iterable, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+import msgspec
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from imgcore.db.tables import deliveries, images, products, requests
+from imgcore.models import DeliveryInfo, ImageInfo, ProductInfo, RequestInfo
+from imgcore.states import ImageStatus, RequestStatus, settle
+
+__all__ = [
+    "Claim",
+    "DeliveryClaim",
+    "ImageResult",
+    "Settlement",
+    "add_deliveries",
+    "add_products",
+    "claim_deliveries",
+    "claim_images",
+    "create_request",
+    "defer_image",
+    "delete_request",
+    "finish_delivery",
+    "finish_image",
+    "get_header",
+    "get_request",
+    "iter_products",
+    "list_deliveries",
+    "list_requests",
+    "product_page",
+    "release_images",
+    "renew_leases",
+    "retry_delivery_later",
+    "retry_failed",
+    "set_request_totals",
+    "storage_keys",
+]
+
+_I = images.c
+_R = requests.c
+_D = deliveries.c
+
+
+class Claim(msgspec.Struct, frozen=True, kw_only=True):
+    """An image this worker now holds a lease on."""
+
+    id: int
+    request_id: UUID
+    url: str
+    attempts: int
+
+
+class ImageResult(msgspec.Struct, frozen=True, kw_only=True):
+    """What processing one image produced, stored when it ends."""
+
+    status: ImageStatus
+    storage_key: str | None = None
+    thumbnail_key: str | None = None
+    error_reason: str | None = None
+    error: str | None = None
+    input_bytes: int | None = None
+    output_bytes: int | None = None
+    input_width: int | None = None
+    input_height: int | None = None
+    output_width: int | None = None
+    output_height: int | None = None
+    input_format: str | None = None
+    output_format: str | None = None
+
+
+class Settlement(msgspec.Struct, frozen=True, kw_only=True):
+    """A request that has just reached its terminal status (exactly once per finish)."""
+
+    request_id: UUID
+    status: RequestStatus
+    webhook_url: str | None
+    total: int
+    done: int
+    failed: int
+
+
+class DeliveryClaim(msgspec.Struct, frozen=True, kw_only=True):
+    """A notification this worker now holds a lease on."""
+
+    id: int
+    request_id: UUID
+    message_id: str
+    notifier: str
+    event: str
+    target: str | None
+    payload: dict[str, Any]
+    attempts: int
+    created_at: datetime
+
+
+# -- submitting ---------------------------------------------------------------------------------
+
+
+async def create_request(
+    conn: AsyncConnection,
+    *,
+    request_id: UUID,
+    header: dict[str, Any],
+    filename: str | None,
+    webhook_url: str | None,
+    now: datetime,
+) -> None:
+    """Insert a request with no rows yet (totals are set once every row is in)."""
+    await conn.execute(
+        requests.insert().values(
+            id=request_id,
+            status=RequestStatus.PENDING.value,
+            webhook_url=webhook_url,
+            filename=filename,
+            header=header,
+            total_products=0,
+            total_images=0,
+            created_at=now,
+            updated_at=now,
+        )
+    )
+
+
+async def add_products(
+    conn: AsyncConnection,
+    request_id: UUID,
+    rows: Iterable[tuple[int, int, int, str, Sequence[str], Sequence[str]]],
+    *,
+    now: datetime,
+) -> int:
+    """Bulk-insert ``(position, row, serial, name, urls, extra)`` rows; returns images added."""
+    product_rows: list[dict[str, Any]] = []
+    image_rows: list[dict[str, Any]] = []
+    pending = ImageStatus.PENDING.value
+    for position, row, serial, name, urls, extra in rows:
+        product_rows.append(
+            {
+                "request_id": request_id,
+                "position": position,
+                "row": row,
+                "serial": serial,
+                "name": name,
+                "extra": list(extra) if extra else None,
+            }
+        )
+        image_rows.extend(
+            {
+                "request_id": request_id,
+                "product_position": position,
+                "position": index,
+                "url": url,
+                "status": pending,
+                "available_at": now,
+            }
+            for index, url in enumerate(urls)
+        )
+    if product_rows:
+        await conn.execute(products.insert(), product_rows)
+    if image_rows:
+        await conn.execute(images.insert(), image_rows)
+    return len(image_rows)
+
+
+async def set_request_totals(
+    conn: AsyncConnection, request_id: UUID, *, total_products: int, total_images: int
+) -> None:
+    """Record how many products and images a fully inserted request has."""
+    await conn.execute(
+        requests.update()
+        .where(_R.id == request_id)
+        .values(total_products=total_products, total_images=total_images)
+    )
+
+
+# -- claiming and finishing images ----------------------------------------------------------------
+
+
+async def claim_images(
+    conn: AsyncConnection, *, owner: str, limit: int, lease: timedelta, now: datetime
+) -> list[Claim]:
+    """Lease up to ``limit`` due images: pending ones, and processing ones whose lease expired."""
+    due = sa.select(_I.id, _I.request_id, _I.url, _I.attempts).where(
+        _I.status.in_((ImageStatus.PENDING.value, ImageStatus.PROCESSING.value)),
+        _I.available_at <= now,
+    )
+    rows = (
+        await conn.execute(
+            due.order_by(_I.available_at, _I.id).limit(limit).with_for_update(skip_locked=True)
+        )
+    ).all()
+    if not rows:
+        return []
+    return await _lease(conn, rows, owner=owner, lease=lease, now=now)
+
+
+async def _lease(
+    conn: AsyncConnection,
+    rows: Sequence[Any],
+    *,
+    owner: str,
+    lease: timedelta,
+    now: datetime,
+) -> list[Claim]:
+    """Lease the locked image ``rows`` (id, request_id, url, attempts) to ``owner``."""
+    await conn.execute(
+        images.update()
+        .where(_I.id.in_([row.id for row in rows]))
+        .values(
+            status=ImageStatus.PROCESSING.value,
+            lease_owner=owner,
+            available_at=now + lease,
+            attempts=_I.attempts + 1,
+            started_at=sa.func.coalesce(_I.started_at, now),
+        )
+    )
+    # Sorted, so concurrent claimers lock request rows in one order.
+    request_ids = sorted({row.request_id for row in rows})
+    await conn.execute(
+        requests.update()
+        .where(_R.id.in_(request_ids), _R.status == RequestStatus.PENDING.value)
+        .values(status=RequestStatus.IN_PROCESS.value, updated_at=now)
+    )
+    return [
+        Claim(id=row.id, request_id=row.request_id, url=row.url, attempts=row.attempts + 1)
+        for row in rows
+    ]
+
+
+async def renew_leases(
+    conn: AsyncConnection, *, owner: str, ids: Sequence[int], until: datetime
+) -> int:
+    """Extend the leases ``owner`` still holds on ``ids``; returns how many it still holds."""
+    if not ids:
+        return 0
+    result = await conn.execute(
+        images.update()
+        .where(
+            _I.id.in_(list(ids)),
+            _I.lease_owner == owner,
+            _I.status == ImageStatus.PROCESSING.value,
+        )
+        .values(available_at=until)
+    )
+    return result.rowcount
+
+
+async def finish_image(
+    conn: AsyncConnection,
+    claim: Claim,
+    *,
+    owner: str,
+    result: ImageResult,
+    now: datetime,
+) -> tuple[bool, Settlement | None]:
+    """End a claimed image as done or failed, and settle its request if it was the last.
+
+    Returns ``(ended, settlement)``: ``ended`` is False when the lease was lost (another worker
+    owns the image now and will end it); ``settlement`` is set only for the one call that moved
+    the request to its terminal status.
+    """
+    if not result.status.is_terminal:
+        raise ValueError(f"not a terminal image status: {result.status}")
+    values = msgspec.structs.asdict(result)
+    values["status"] = result.status.value
+    ended = await conn.execute(
+        images.update()
+        .where(
+            _I.id == claim.id,
+            _I.status == ImageStatus.PROCESSING.value,
+            _I.lease_owner == owner,
+        )
+        .values(**values, lease_owner=None, finished_at=now)
+    )
+    if ended.rowcount != 1:
+        return False, None
+    counter = "done_images" if result.status is ImageStatus.DONE else "failed_images"
+    # The row lock this update takes serialises every finisher of the request, so exactly one
+    # of them sees the last count.
+    await conn.execute(
+        requests.update()
+        .where(_R.id == claim.request_id)
+        .values(
+            {
+                counter: requests.c[counter] + 1,
+                "input_bytes": _R.input_bytes + (result.input_bytes or 0),
+                "output_bytes": _R.output_bytes + (result.output_bytes or 0),
+                "updated_at": now,
+            }
+        )
+    )
+    return True, await _settle(conn, claim.request_id, now=now)
+
+
+async def _settle(conn: AsyncConnection, request_id: UUID, *, now: datetime) -> Settlement | None:
+    row = (
+        await conn.execute(
+            sa.select(_R.status, _R.total_images, _R.done_images, _R.failed_images, _R.webhook_url)
+            .where(_R.id == request_id)
+            .with_for_update()
+        )
+    ).one()
+    terminal = settle(row.total_images, row.done_images, row.failed_images)
+    if terminal is None or row.status != RequestStatus.IN_PROCESS.value:
+        return None
+    moved = await conn.execute(
+        requests.update()
+        .where(_R.id == request_id, _R.status == RequestStatus.IN_PROCESS.value)
+        .values(status=terminal.value, finished_at=now, updated_at=now)
+    )
+    if moved.rowcount != 1:
+        return None
+    return Settlement(
+        request_id=request_id,
+        status=terminal,
+        webhook_url=row.webhook_url,
+        total=row.total_images,
+        done=row.done_images,
+        failed=row.failed_images,
+    )
+
+
+async def defer_image(
+    conn: AsyncConnection,
+    claim: Claim,
+    *,
+    owner: str,
+    at: datetime,
+    error_reason: str,
+    error: str,
+) -> bool:
+    """Give a claimed image back as pending, to be tried again at ``at`` (a transient error)."""
+    result = await conn.execute(
+        images.update()
+        .where(
+            _I.id == claim.id,
+            _I.status == ImageStatus.PROCESSING.value,
+            _I.lease_owner == owner,
+        )
+        .values(
+            status=ImageStatus.PENDING.value,
+            lease_owner=None,
+            available_at=at,
+            error_reason=error_reason,
+            error=error,
+        )
+    )
+    return result.rowcount == 1
+
+
+async def release_images(conn: AsyncConnection, *, owner: str, now: datetime) -> int:
+    """Return every image ``owner`` holds to the queue, uncounted (a graceful shutdown)."""
+    result = await conn.execute(
+        images.update()
+        .where(_I.lease_owner == owner, _I.status == ImageStatus.PROCESSING.value)
+        .values(
+            status=ImageStatus.PENDING.value,
+            lease_owner=None,
+            available_at=now,
+            attempts=sa.case((_I.attempts > 0, _I.attempts - 1), else_=0),
+        )
+    )
+    return result.rowcount
+
+
+async def retry_failed(conn: AsyncConnection, request_id: UUID, *, now: datetime) -> int:
+    """Queue a request's failed images again (an operator's retry); returns how many."""
+    # Images first, then the request row: the order finish_image locks them in. Locking the
+    # request first deadlocked on MariaDB/MySQL against a worker finishing one of its images.
+    result = await conn.execute(
+        images.update()
+        .where(_I.request_id == request_id, _I.status == ImageStatus.FAILED.value)
+        .values(
+            status=ImageStatus.PENDING.value,
+            attempts=0,
+            available_at=now,
+            error=None,
+            error_reason=None,
+            finished_at=None,
+        )
+    )
+    count = result.rowcount
+    if count:
+        await conn.execute(
+            requests.update()
+            .where(_R.id == request_id)
+            .values(
+                failed_images=_R.failed_images - count,
+                status=RequestStatus.IN_PROCESS.value,
+                finished_at=None,
+                updated_at=now,
+            )
+        )
+    return count
+
+
+# -- notifications (the outbox) --------------------------------------------------------------------
+
+
+async def add_deliveries(
+    conn: AsyncConnection,
+    request_id: UUID,
+    planned: Iterable[tuple[str, str, str | None, dict[str, Any]]],
+    *,
+    now: datetime,
+) -> int:
+    """Record ``(notifier, event, target, payload)`` notifications to deliver (same transaction)."""
+    rows = [
+        {
+            "request_id": request_id,
+            "message_id": f"msg_{uuid.uuid4().hex}",
+            "notifier": notifier,
+            "event": event,
+            "target": target,
+            "payload": payload,
+            "status": "pending",
+            "available_at": now,
+            "created_at": now,
+            "updated_at": now,
+        }
+        for notifier, event, target, payload in planned
+    ]
+    if rows:
+        await conn.execute(deliveries.insert(), rows)
+    return len(rows)
+
+
+async def claim_deliveries(
+    conn: AsyncConnection, *, owner: str, limit: int, lease: timedelta, now: datetime
+) -> list[DeliveryClaim]:
+    """Lease up to ``limit`` notifications that are due."""
+    rows = (
+        await conn.execute(
+            sa.select(deliveries)
+            .where(_D.status.in_(("pending", "sending")), _D.available_at <= now)
+            .order_by(_D.available_at, _D.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+    ).all()
+    if not rows:
+        return []
+    await conn.execute(
+        deliveries.update()
+        .where(_D.id.in_([row.id for row in rows]))
+        .values(
+            status="sending",
+            lease_owner=owner,
+            available_at=now + lease,
+            attempts=_D.attempts + 1,
+            updated_at=now,
+        )
+    )
+    return [
+        DeliveryClaim(
+            id=row.id,
+            request_id=row.request_id,
+            message_id=row.message_id,
+            notifier=row.notifier,
+            event=row.event,
+            target=row.target,
+            payload=row.payload,
+            attempts=row.attempts + 1,
+            created_at=row.created_at,
+        )
+        for row in rows
+    ]
+
+
+async def finish_delivery(
+    conn: AsyncConnection,
+    claim: DeliveryClaim,
+    *,
+    owner: str,
+    status: str,
+    status_code: int | None,
+    error: str | None,
+    now: datetime,
+) -> bool:
+    """End a notification as ``delivered`` or ``failed`` (given up)."""
+    result = await conn.execute(
+        deliveries.update()
+        .where(_D.id == claim.id, _D.status == "sending", _D.lease_owner == owner)
+        .values(
+            status=status,
+            lease_owner=None,
+            last_status_code=status_code,
+            last_error=error,
+            updated_at=now,
+            delivered_at=now if status == "delivered" else None,
+        )
+    )
+    return result.rowcount == 1
+
+
+async def retry_delivery_later(
+    conn: AsyncConnection,
+    claim: DeliveryClaim,
+    *,
+    owner: str,
+    at: datetime,
+    status_code: int | None,
+    error: str | None,
+    now: datetime,
+) -> bool:
+    """Give a notification back, due again at ``at``."""
+    result = await conn.execute(
+        deliveries.update()
+        .where(_D.id == claim.id, _D.status == "sending", _D.lease_owner == owner)
+        .values(
+            status="pending",
+            lease_owner=None,
+            available_at=at,
+            last_status_code=status_code,
+            last_error=error,
+            updated_at=now,
+        )
+    )
+    return result.rowcount == 1
+
+
+async def list_deliveries(conn: AsyncConnection, request_id: UUID) -> list[DeliveryInfo]:
+    """A request's notifications, oldest first."""
+    rows = (
+        await conn.execute(sa.select(deliveries).where(_D.request_id == request_id).order_by(_D.id))
+    ).all()
+    return [
+        DeliveryInfo(
+            id=row.id,
+            message_id=row.message_id,
+            notifier=row.notifier,
+            event=row.event,
+            target=row.target,
+            status=row.status,
+            attempts=row.attempts,
+            last_status_code=row.last_status_code,
+            last_error=row.last_error,
+            created_at=row.created_at,
+            delivered_at=row.delivered_at,
+            next_attempt_at=row.available_at if row.status == "pending" else None,
+        )
+        for row in rows
+    ]
+
+
+# -- reading ---------------------------------------------------------------------------------
+
+
+def _request_info(row: sa.Row[Any]) -> RequestInfo:
+    return RequestInfo(
+        request_id=row.id,
+        status=RequestStatus(row.status),
+        filename=row.filename,
+        webhook_url=row.webhook_url,
+        total_products=row.total_products,
+        total=row.total_images,
+        done=row.done_images,
+        failed=row.failed_images,
+        input_bytes=row.input_bytes,
+        output_bytes=row.output_bytes,
+        error=row.error,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        finished_at=row.finished_at,
+        columns=tuple(row.header.get("columns", ())),
+    )
+
+
+async def get_request(conn: AsyncConnection, request_id: UUID) -> RequestInfo | None:
+    """One request, or None."""
+    row = (await conn.execute(sa.select(requests).where(_R.id == request_id))).first()
+    return None if row is None else _request_info(row)
+
+
+async def get_header(conn: AsyncConnection, request_id: UUID) -> dict[str, Any] | None:
+    """The input CSV header a request was submitted with (as stored by ``create_request``)."""
+    header = (
+        await conn.execute(sa.select(_R.header).where(_R.id == request_id))
+    ).scalar_one_or_none()
+    return header if isinstance(header, dict) else None
+
+
+async def list_requests(
+    conn: AsyncConnection,
+    *,
+    status: RequestStatus | None = None,
+    search: str | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> tuple[list[RequestInfo], int]:
+    """Newest first, filtered by status and by a request id or product name; with the total."""
+    query = sa.select(requests)
+    if status is not None:
+        query = query.where(_R.status == status.value)
+    term = (search or "").strip()
+    if term:
+        # icontains (lower() on both sides): LIKE alone ignores case on MySQL and SQLite but
+        # not on PostgreSQL.
+        condition: sa.ColumnElement[bool] = sa.exists().where(
+            products.c.request_id == _R.id, products.c.name.icontains(term, autoescape=True)
+        )
+        with contextlib.suppress(ValueError):
+            condition = sa.or_(condition, _R.id == UUID(term))
+        query = query.where(condition)
+    total = (
+        await conn.execute(sa.select(sa.func.count()).select_from(query.subquery()))
+    ).scalar_one()
+    rows = (
+        await conn.execute(query.order_by(_R.created_at.desc(), _R.id).limit(limit).offset(offset))
+    ).all()
+    return [_request_info(row) for row in rows], total
+
+
+_IMAGE_FIELDS = (
+    "id",
+    "position",
+    "status",
+    "attempts",
+    "storage_key",
+    "thumbnail_key",
+    "error_reason",
+    "error",
+    "input_bytes",
+    "output_bytes",
+    "input_width",
+    "input_height",
+    "output_width",
+    "output_height",
+    "input_format",
+    "output_format",
+    "started_at",
+    "finished_at",
+)
+
+
+async def product_page(
+    conn: AsyncConnection, request_id: UUID, *, start: int, limit: int
+) -> list[ProductInfo]:
+    """Products with positions ``start`` … ``start+limit-1``, each with its images, in order."""
+    product_rows = (
+        await conn.execute(
+            sa.select(products)
+            .where(
+                products.c.request_id == request_id,
+                products.c.position >= start,
+                products.c.position < start + limit,
+            )
+            .order_by(products.c.position)
+        )
+    ).all()
+    if not product_rows:
+        return []
+    image_rows = (
+        await conn.execute(
+            sa.select(images.c.product_position, images.c.url, *(_I[f] for f in _IMAGE_FIELDS))
+            .where(
+                _I.request_id == request_id,
+                _I.product_position >= start,
+                _I.product_position < start + limit,
+            )
+            .order_by(_I.product_position, _I.position)
+        )
+    ).all()
+    by_product: dict[int, list[ImageInfo]] = {}
+    for row in image_rows:
+        fields = {f: getattr(row, f) for f in _IMAGE_FIELDS}
+        fields["status"] = ImageStatus(row.status)
+        by_product.setdefault(row.product_position, []).append(
+            ImageInfo(input_url=row.url, **fields)
+        )
+    return [
+        ProductInfo(
+            position=row.position,
+            row=row.row,
+            serial=row.serial,
+            name=row.name,
+            extra=tuple(row.extra or ()),
+            images=tuple(by_product.get(row.position, ())),
+        )
+        for row in product_rows
+    ]
+
+
+async def iter_products(
+    conn: AsyncConnection, request_id: UUID, *, batch: int = 1000
+) -> AsyncIterator[list[ProductInfo]]:
+    """Every product of a request in input order, ``batch`` at a time (memory stays flat)."""
+    start = 0
+    while True:
+        page = await product_page(conn, request_id, start=start, limit=batch)
+        if not page:
+            return
+        yield page
+        start = page[-1].position + 1
+
+
+async def storage_keys(conn: AsyncConnection, request_id: UUID) -> list[str]:
+    """Every stored object key of a request (outputs and thumbnails)."""
+    rows = (
+        await conn.execute(
+            sa.select(_I.storage_key, _I.thumbnail_key).where(
+                _I.request_id == request_id,
+                sa.or_(_I.storage_key.is_not(None), _I.thumbnail_key.is_not(None)),
+            )
+        )
+    ).all()
+    return [key for row in rows for key in (row.storage_key, row.thumbnail_key) if key]
+
+
+async def delete_request(conn: AsyncConnection, request_id: UUID) -> bool:
+    """Delete a request with its products, images and notifications."""
+    # Explicit child deletes: SQLite only cascades with foreign keys on, MySQL only on InnoDB.
+    await conn.execute(deliveries.delete().where(_D.request_id == request_id))
+    await conn.execute(images.delete().where(_I.request_id == request_id))
+    await conn.execute(products.delete().where(products.c.request_id == request_id))
+    result = await conn.execute(requests.delete().where(_R.id == request_id))
+    return result.rowcount == 1
+
+
+# -- claiming chosen images (executors fed with image ids, such as a job queue) -------------------
+
+__all__ += ["claim_image_ids", "image_due_at", "pending_image_ids"]
+
+_UNFINISHED = (ImageStatus.PENDING.value, ImageStatus.PROCESSING.value)
+
+
+async def claim_image_ids(
+    conn: AsyncConnection, ids: Sequence[int], *, owner: str, lease: timedelta, now: datetime
+) -> list[Claim]:
+    """Lease those of ``ids`` that are due: pending ones, and processing ones whose lease expired.
+
+    Images that ended, wait for a retry, or are leased by a live worker are left alone, so a
+    message delivered twice claims nothing the second time.
+    """
+    if not ids:
+        return []
+    rows = (
+        await conn.execute(
+            sa.select(_I.id, _I.request_id, _I.url, _I.attempts)
+            .where(_I.id.in_(list(ids)), _I.status.in_(_UNFINISHED), _I.available_at <= now)
+            .order_by(_I.id)
+            .with_for_update(skip_locked=True)
+        )
+    ).all()
+    if not rows:
+        return []
+    return await _lease(conn, rows, owner=owner, lease=lease, now=now)
+
+
+async def image_due_at(conn: AsyncConnection, image_id: int) -> datetime | None:
+    """When an unfinished image may next be claimed (its retry time or lease expiry).
+
+    None when the image ended (done or failed) or does not exist.
+    """
+    return (
+        await conn.execute(
+            sa.select(_I.available_at).where(_I.id == image_id, _I.status.in_(_UNFINISHED))
+        )
+    ).scalar_one_or_none()
+
+
+async def pending_image_ids(
+    conn: AsyncConnection, request_id: UUID | None, *, after_id: int = 0, limit: int = 1000
+) -> list[int]:
+    """Ids above ``after_id`` of images not ended yet (pending or processing), ascending.
+
+    Of one request, or of every request when ``request_id`` is None; page with the last id.
+    """
+    query = sa.select(_I.id).where(_I.status.in_(_UNFINISHED), _I.id > after_id)
+    if request_id is not None:
+        query = query.where(_I.request_id == request_id)
+    return list((await conn.execute(query.order_by(_I.id).limit(limit))).scalars())
+
+
+# -- admin users -----------------------------------------------------------------------------------
+
+__all__ += [
+    "AdminUser",
+    "get_admin_user",
+    "record_admin_login",
+    "record_admin_login_failure",
+    "save_admin_user",
+]
+
+
+class AdminUser(msgspec.Struct, frozen=True, kw_only=True):
+    """A person allowed into the admin pages (the password only as its hash)."""
+
+    id: int
+    username: str
+    password_hash: str
+    failed_logins: int
+    locked_until: datetime | None
+    created_at: datetime
+    last_login_at: datetime | None
+
+
+def _admin_users() -> sa.Table:
+    from imgcore.db.tables import admin_users
+
+    return admin_users
+
+
+async def get_admin_user(
+    conn: AsyncConnection, *, username: str | None = None, user_id: int | None = None
+) -> AdminUser | None:
+    """The admin user with this username or id, or None."""
+    table = _admin_users()
+    query = sa.select(table)
+    if username is not None:
+        query = query.where(table.c.username == username)
+    elif user_id is not None:
+        query = query.where(table.c.id == user_id)
+    else:
+        raise ValueError("pass username or user_id")
+    row = (await conn.execute(query)).one_or_none()
+    if row is None:
+        return None
+    # Column names come back as SQLAlchemy's quoted_name (a str subclass msgspec refuses).
+    return msgspec.convert({str(k): v for k, v in row._mapping.items()}, AdminUser)
+
+
+async def save_admin_user(
+    conn: AsyncConnection, username: str, password_hash: str, *, now: datetime
+) -> bool:
+    """Create the user, or set its password (which also lifts a lockout); True if created."""
+    table = _admin_users()
+    updated = await conn.execute(
+        table.update()
+        .where(table.c.username == username)
+        .values(password_hash=password_hash, failed_logins=0, locked_until=None)
+    )
+    if updated.rowcount:
+        return False
+    await conn.execute(
+        table.insert().values(
+            username=username, password_hash=password_hash, failed_logins=0, created_at=now
+        )
+    )
+    return True
+
+
+async def record_admin_login_failure(
+    conn: AsyncConnection,
+    user_id: int,
+    *,
+    now: datetime,
+    max_failures: int,
+    lock_for: timedelta,
+) -> datetime | None:
+    """Count a wrong password; the ``max_failures``-th in a row locks the user for ``lock_for``.
+
+    Returns when the lock ends if this failure set one, else None.
+    """
+    table = _admin_users()
+    # One UPDATE: concurrent failures cannot both read the same count.
+    await conn.execute(
+        table.update().where(table.c.id == user_id).values(failed_logins=table.c.failed_logins + 1)
+    )
+    failures = (
+        await conn.execute(sa.select(table.c.failed_logins).where(table.c.id == user_id))
+    ).scalar_one_or_none()
+    if failures is None or failures < max_failures:
+        return None
+    until = now + lock_for
+    await conn.execute(
+        table.update().where(table.c.id == user_id).values(failed_logins=0, locked_until=until)
+    )
+    return until
+
+
+async def record_admin_login(
+    conn: AsyncConnection, user_id: int, *, now: datetime, password_hash: str | None = None
+) -> None:
+    """A successful login: reset the failure count; ``password_hash`` replaces an outdated one."""
+    table = _admin_users()
+    values: dict[str, Any] = {"failed_logins": 0, "locked_until": None, "last_login_at": now}
+    if password_hash is not None:
+        values["password_hash"] = password_hash
+    await conn.execute(table.update().where(table.c.id == user_id).values(**values))

@@ -1,0 +1,189 @@
+"""The database schema (SQLAlchemy Core), the same on SQLite, PostgreSQL and MariaDB/MySQL.
+
+Alembic migrations in ``imgcore/db/migrations`` create exactly this; a test compares them.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import mysql
+
+__all__ = [
+    "UTCDateTime",
+    "admin_users",
+    "deliveries",
+    "images",
+    "metadata",
+    "products",
+    "requests",
+]
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_N_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+class UTCDateTime(sa.TypeDecorator[datetime]):
+    """Stored as naive UTC (MySQL's DATETIME has no zone), always returned timezone-aware."""
+
+    impl = sa.DateTime
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: sa.Dialect) -> sa.types.TypeEngine[Any]:
+        if dialect.name in ("mysql", "mariadb"):
+            # Microseconds: leases and ordering need sub-second precision.
+            return dialect.type_descriptor(mysql.DATETIME(fsp=6))
+        return dialect.type_descriptor(sa.DateTime())
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime: pass an aware UTC datetime")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+# InnoDB for transactions and row locks; utf8mb4 whatever the database's default charset
+# (MariaDB still defaults to latin1, which rejects most non-ASCII product names).
+MYSQL_TABLE_OPTIONS: dict[str, Any] = {"mysql_engine": "InnoDB", "mysql_charset": "utf8mb4"}
+
+# BIGINT ids everywhere, but SQLite only autoincrements an INTEGER PRIMARY KEY.
+BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+requests = sa.Table(
+    "requests",
+    metadata,
+    sa.Column("id", sa.Uuid(), primary_key=True),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("webhook_url", sa.String(2048)),
+    sa.Column("filename", sa.String(255)),
+    # The input header as written, so the output CSV repeats it (extra columns included).
+    sa.Column("header", sa.JSON(), nullable=False),
+    sa.Column("total_products", sa.Integer(), nullable=False),
+    sa.Column("total_images", sa.Integer(), nullable=False),
+    sa.Column("done_images", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("failed_images", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("input_bytes", sa.BigInteger(), nullable=False, server_default="0"),
+    sa.Column("output_bytes", sa.BigInteger(), nullable=False, server_default="0"),
+    sa.Column("error", sa.Text()),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    sa.Column("finished_at", UTCDateTime()),
+    sa.Index(None, "created_at"),
+    sa.Index(None, "status", "created_at"),
+    **MYSQL_TABLE_OPTIONS,
+)
+
+products = sa.Table(
+    "products",
+    metadata,
+    sa.Column(
+        "request_id",
+        sa.Uuid(),
+        sa.ForeignKey("requests.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    # 0-based order of the row in the input CSV.
+    sa.Column("position", sa.Integer(), primary_key=True, autoincrement=False),
+    sa.Column("row", sa.Integer(), nullable=False),
+    sa.Column("serial", sa.BigInteger(), nullable=False),
+    sa.Column("name", sa.Text(), nullable=False),
+    sa.Column("extra", sa.JSON()),
+    **MYSQL_TABLE_OPTIONS,
+)
+
+images = sa.Table(
+    "images",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("request_id", sa.Uuid(), nullable=False),
+    sa.Column("product_position", sa.Integer(), nullable=False),
+    # 0-based order of the URL within its product's cell.
+    sa.Column("position", sa.Integer(), nullable=False),
+    sa.Column("url", sa.String(2048), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer(), nullable=False, server_default="0"),
+    # Pending: when the next attempt may start. Processing: when the claim's lease expires.
+    sa.Column("available_at", UTCDateTime(), nullable=False),
+    sa.Column("lease_owner", sa.String(64)),
+    sa.Column("error_reason", sa.String(64)),
+    sa.Column("error", sa.Text()),
+    sa.Column("storage_key", sa.String(512)),
+    sa.Column("thumbnail_key", sa.String(512)),
+    sa.Column("input_bytes", sa.BigInteger()),
+    sa.Column("output_bytes", sa.BigInteger()),
+    sa.Column("input_width", sa.Integer()),
+    sa.Column("input_height", sa.Integer()),
+    sa.Column("output_width", sa.Integer()),
+    sa.Column("output_height", sa.Integer()),
+    sa.Column("input_format", sa.String(8)),
+    sa.Column("output_format", sa.String(8)),
+    sa.Column("started_at", UTCDateTime()),
+    sa.Column("finished_at", UTCDateTime()),
+    sa.ForeignKeyConstraint(
+        ["request_id", "product_position"],
+        ["products.request_id", "products.position"],
+        ondelete="CASCADE",
+    ),
+    sa.UniqueConstraint("request_id", "product_position", "position"),
+    # Claiming: the oldest available work of a status.
+    sa.Index(None, "status", "available_at"),
+    sa.Index(None, "request_id", "status"),
+    sa.Index(None, "lease_owner"),
+    **MYSQL_TABLE_OPTIONS,
+)
+
+deliveries = sa.Table(
+    "deliveries",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column(
+        "request_id",
+        sa.Uuid(),
+        sa.ForeignKey("requests.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    # Stable across retries: receivers de-duplicate on it (Standard Webhooks' webhook-id).
+    sa.Column("message_id", sa.String(64), nullable=False, unique=True),
+    sa.Column("notifier", sa.String(64), nullable=False),
+    sa.Column("event", sa.String(64), nullable=False),
+    sa.Column("target", sa.String(2048)),
+    sa.Column("payload", sa.JSON(), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("available_at", UTCDateTime(), nullable=False),
+    sa.Column("lease_owner", sa.String(64)),
+    sa.Column("last_status_code", sa.Integer()),
+    sa.Column("last_error", sa.Text()),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    sa.Column("delivered_at", UTCDateTime()),
+    sa.Index(None, "status", "available_at"),
+    sa.Index(None, "request_id"),
+    **MYSQL_TABLE_OPTIONS,
+)
+
+admin_users = sa.Table(
+    "admin_users",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("username", sa.String(150), nullable=False, unique=True),
+    sa.Column("password_hash", sa.String(255), nullable=False),
+    sa.Column("failed_logins", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("locked_until", UTCDateTime()),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("last_login_at", UTCDateTime()),
+    **MYSQL_TABLE_OPTIONS,
+)

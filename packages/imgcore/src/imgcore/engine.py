@@ -1,0 +1,433 @@
+"""The façade users import: submit a CSV, read status and output, run the executor."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import tempfile
+import uuid
+from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from datetime import timedelta
+from typing import IO, Any
+from uuid import UUID
+
+import anyio
+import msgspec
+import pluggy
+
+from imgcore import db
+from imgcore.config import Config, ConfigError
+from imgcore.csvio import CsvHeader, CsvParser, OutputRow, Product, write_output_csv
+from imgcore.db import repo
+from imgcore.db.connect import is_sqlite, normalize_url
+from imgcore.db.migrate import current_revision, head_revision
+from imgcore.db.session import connection, transaction
+from imgcore.errors import ImgcoreError
+from imgcore.executors.base import Executor
+from imgcore.fetch import Fetcher
+from imgcore.models import DeliveryInfo, ProductInfo, RequestInfo
+from imgcore.notify.base import Notifier
+from imgcore.notify.dispatcher import Dispatcher
+from imgcore.pipeline import Compressor, Pipeline, utcnow
+from imgcore.plugins import create_plugin_manager
+from imgcore.states import ImageStatus
+from imgcore.storage.base import Storage
+
+__all__ = ["Engine", "RequestNotFoundError"]
+
+log = logging.getLogger("imgcore.engine")
+
+Source = bytes | IO[bytes] | Iterable[bytes] | AsyncIterable[bytes]
+
+# Rows inserted per statement while a CSV is submitted: large enough to be fast, small
+# enough that memory stays flat for a million-row file.
+INSERT_BATCH = 2000
+READ_CHUNK = 256 * 1024
+# Uploads up to this size are spooled in memory, larger ones in a temporary file.
+SPOOL_IN_MEMORY = 8 * 1024 * 1024
+# Products per database read while the output CSV streams.
+OUTPUT_PAGE = 1000
+
+
+class RequestNotFoundError(ImgcoreError):
+    """No request has this id."""
+
+    reason = "not_found"
+
+    def __init__(self, request_id: object) -> None:
+        super().__init__(f"no request with id {request_id}")
+        self.request_id = request_id
+
+
+def _worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+class Engine:
+    """imgcore in one object. Use as ``async with Engine(config) as engine: …``.
+
+    Entering connects to the database (upgrading an embedded SQLite database to the
+    current schema), opens the storage and the downloader; ``run()`` or ``running()``
+    processes images until stopped.
+    """
+
+    def __init__(
+        self,
+        config: Config | None = None,
+        *,
+        plugin_manager: pluggy.PluginManager | None = None,
+        owner: str | None = None,
+    ) -> None:
+        self.config = config if config is not None else Config.from_env()
+        self.pm = plugin_manager if plugin_manager is not None else create_plugin_manager()
+        self.url = normalize_url(self.config.database_url)
+        self.db = db.create_engine(self.url)
+        self.reader = db.reader(self.db)
+        storage = self.pm.hook.imgcore_storage(url=self.config.storage_url, config=self.config)
+        if storage is None:
+            raise ConfigError(
+                f"no storage backend for {self.config.storage_url!r}: is its plugin installed?"
+            )
+        self.storage: Storage = storage
+        self.notifiers: list[Notifier] = [
+            notifier
+            for notifiers in self.pm.hook.imgcore_notifiers(config=self.config)
+            for notifier in notifiers
+        ]
+        self.owner = owner or _worker_name()
+        workers = self.config.workers or os.cpu_count() or 1
+        self.compressor = Compressor(
+            self.config.compress_options(), workers=workers, mode=self.config.compress_pool
+        )
+        self.fetcher = Fetcher(self.config.fetch_options())
+        self.dispatcher = Dispatcher(
+            self.db,
+            self.notifiers,
+            owner=self.owner,
+            poll_interval=self.config.poll_interval,
+            # Longer than any one attempt may take, so a live attempt is never taken over.
+            lease=timedelta(seconds=max(60.0, 2 * self.config.webhook_timeout)),
+        )
+        self.pipeline = Pipeline(
+            config=self.config,
+            engine=self.db,
+            storage=self.storage,
+            fetcher=self.fetcher,
+            compressor=self.compressor,
+            notifiers=self.notifiers,
+            pm=self.pm,
+            owner=self.owner,
+            on_settled=lambda _settlement: self.dispatcher.wake(),
+        )
+        executor = self.pm.hook.imgcore_executor(name=self.config.executor, engine=self)
+        if executor is None:
+            raise ConfigError(
+                f"no executor named {self.config.executor!r}: is its plugin installed?"
+            )
+        self.executor: Executor = executor
+        self._started = False
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Engine:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def start(self) -> None:
+        """Connect and check (or, for SQLite, bring up to date) the database schema."""
+        if self._started:
+            return
+        if is_sqlite(self.url):
+            await db.upgrade(self.db)
+        else:
+            current, head = await current_revision(self.db), head_revision()
+            if current != head:
+                raise ConfigError(
+                    f"the database schema is at {current or 'nothing'}, this imgcore needs "
+                    f"{head}: run `imgcore db upgrade`"
+                )
+        await self.fetcher.__aenter__()
+        self._started = True
+
+    async def aclose(self) -> None:
+        """Close connections, the downloader and the compression workers."""
+        with anyio.CancelScope(shield=True):
+            if self._started:
+                await self.fetcher.aclose()
+            await self.dispatcher.aclose()
+            self.compressor.close()
+            await self.storage.aclose()
+            await self.db.dispose()
+        self._started = False
+
+    async def run(self, *, process: bool = True) -> None:
+        """Process images and deliver notifications until cancelled.
+
+        ``process=False`` leaves the executor out (an API process whose executor only
+        enqueues, for workers elsewhere); notifications are still delivered.
+        """
+        async with anyio.create_task_group() as tg:
+            if process:
+                await tg.start(_start_executor, self.executor)
+            tg.start_soon(self.dispatcher.run)
+
+    @asynccontextmanager
+    async def running(self, *, process: bool = True) -> AsyncIterator[Engine]:
+        """Run the executor in the background for the duration of the block.
+
+        ``process=False``: as for :meth:`run`, the executor does not take work here.
+        """
+        async with anyio.create_task_group() as tg:
+            if process:
+                await tg.start(_start_executor, self.executor)
+            tg.start_soon(self.dispatcher.run)
+            try:
+                yield self
+            finally:
+                tg.cancel_scope.cancel()
+
+    # -- submitting -------------------------------------------------------------------------
+
+    async def submit_csv(
+        self,
+        source: Source,
+        *,
+        webhook_url: str | None = None,
+        filename: str | None = None,
+    ) -> UUID:
+        """Validate and store a CSV in one transaction; returns the new request's id.
+
+        Raises :class:`imgcore.csvio.CsvValidationError` (and stores nothing) when the CSV
+        is invalid. The input is validated while it streams in — a bad file fails as soon as
+        the problem arrives — and spooled; rows are inserted once the whole file is valid, so
+        a slow upload never holds a database transaction (on SQLite, the write lock) open.
+        """
+        if webhook_url is not None:
+            await self.validate_webhook_url(webhook_url)
+        limits = self.config.csv_limits()
+        with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY) as spool:
+            checker = CsvParser(limits)
+
+            def take(chunk: bytes) -> None:
+                checker.feed(chunk)
+                spool.write(chunk)
+
+            async for chunk in _chunks(source):
+                await anyio.to_thread.run_sync(take, chunk)
+            checker.finish()  # raises CsvValidationError: nothing was stored
+            spool.seek(0)
+            request_id = await self._insert(spool, checker.header, webhook_url, filename)
+        await self.executor.submitted(request_id)
+        return request_id
+
+    async def _insert(
+        self,
+        spool: IO[bytes],
+        header: CsvHeader | None,
+        webhook_url: str | None,
+        filename: str | None,
+    ) -> UUID:
+        assert header is not None  # finish() raised otherwise
+        request_id = uuid.uuid4()
+        parser = CsvParser(self.config.csv_limits())
+        now = utcnow()
+        positions = 0
+        total_images = 0
+        async with transaction(self.db) as conn:
+            await repo.create_request(
+                conn,
+                request_id=request_id,
+                header=msgspec.to_builtins(header),
+                filename=filename,
+                webhook_url=webhook_url,
+                now=now,
+            )
+            batch: list[Product] = []
+            while True:
+                chunk = await anyio.to_thread.run_sync(spool.read, READ_CHUNK)
+                batch.extend(
+                    await anyio.to_thread.run_sync(parser.feed, chunk) if chunk else parser.finish()
+                )
+                if len(batch) >= INSERT_BATCH or not chunk:
+                    rows = [
+                        (positions + i, p.row, p.serial, p.name, p.urls, p.extra)
+                        for i, p in enumerate(batch)
+                    ]
+                    total_images += await repo.add_products(conn, request_id, rows, now=now)
+                    positions += len(batch)
+                    batch.clear()
+                if not chunk:
+                    break
+            await repo.set_request_totals(
+                conn, request_id, total_products=positions, total_images=total_images
+            )
+        log.info("request %s stored: %d products, %d images", request_id, positions, total_images)
+        return request_id
+
+    async def validate_webhook_url(self, url: str) -> None:
+        """Raise when ``url`` is not an http(s) URL the notifier would be allowed to call."""
+        from imgcore.notify.webhook import validate_webhook_url
+
+        await validate_webhook_url(url, allow=self.config.fetch_allow)
+
+    # -- reading ----------------------------------------------------------------------------
+
+    async def status(self, request_id: UUID | str) -> RequestInfo:
+        """A request's status and progress; raises :class:`RequestNotFoundError`."""
+        rid = _as_uuid(request_id)
+        async with connection(self.reader) as conn:
+            info = await repo.get_request(conn, rid)
+        if info is None:
+            raise RequestNotFoundError(request_id)
+        return info
+
+    async def snapshot(
+        self, request_id: UUID | str, *, start: int = 0, limit: int = 100
+    ) -> tuple[RequestInfo, list[ProductInfo], list[DeliveryInfo]]:
+        """Status, a page of products and the deliveries, read in one go (one connection).
+
+        Raises :class:`RequestNotFoundError`. This is what a status endpoint serves, polled
+        often: one connection instead of three.
+        """
+        rid = _as_uuid(request_id)
+        async with connection(self.reader) as conn:
+            info = await repo.get_request(conn, rid)
+            if info is None:
+                raise RequestNotFoundError(request_id)
+            page = await repo.product_page(conn, rid, start=start, limit=limit)
+            deliveries = await repo.list_deliveries(conn, rid)
+        return info, [self._with_urls(product) for product in page], deliveries
+
+    async def products(
+        self, request_id: UUID | str, *, start: int = 0, limit: int = 100
+    ) -> list[ProductInfo]:
+        """Products ``start`` … ``start+limit-1`` of a request with their images' output URLs."""
+        rid = _as_uuid(request_id)
+        async with connection(self.reader) as conn:
+            page = await repo.product_page(conn, rid, start=start, limit=limit)
+        return [self._with_urls(product) for product in page]
+
+    async def deliveries(self, request_id: UUID | str) -> list[DeliveryInfo]:
+        """A request's notifications and how their delivery went."""
+        async with connection(self.reader) as conn:
+            return await repo.list_deliveries(conn, _as_uuid(request_id))
+
+    async def output_csv(self, request_id: UUID | str) -> AsyncIterator[bytes]:
+        """The output CSV, streamed in input order: the input columns plus ``Output Image Urls``.
+
+        Raises :class:`RequestNotFoundError` before yielding anything for an unknown id.
+        """
+        rid = _as_uuid(request_id)
+        async with connection(self.reader) as conn:
+            header = await repo.get_header(conn, rid)
+        if header is None:
+            raise RequestNotFoundError(request_id)
+        return self._output_chunks(rid, msgspec.convert(header, CsvHeader))
+
+    async def _output_chunks(self, request_id: UUID, header: CsvHeader) -> AsyncIterator[bytes]:
+        # One short read per page: the stream may pause (a slow client) or stop anywhere
+        # without holding a connection.
+        start = 0
+        while True:
+            async with connection(self.reader) as conn:
+                page = await repo.product_page(conn, request_id, start=start, limit=OUTPUT_PAGE)
+            if not page:
+                return
+            rows = [self._output_row(product) for product in page]
+            for chunk in write_output_csv(header, rows, include_header=start == 0):
+                yield chunk
+            start = page[-1].position + 1
+
+    def _output_row(self, product: ProductInfo) -> OutputRow:
+        product = self._with_urls(product)
+        return OutputRow(
+            serial=product.serial,
+            name=product.name,
+            input_urls=tuple(image.input_url for image in product.images),
+            output_urls=tuple(image.output_url for image in product.images),
+            errors=tuple(
+                f"{image.position + 1}: {image.error}"
+                for image in product.images
+                if image.status is ImageStatus.FAILED
+            ),
+            extra=product.extra,
+        )
+
+    def _with_urls(self, product: ProductInfo) -> ProductInfo:
+        images = tuple(
+            msgspec.structs.replace(image, output_url=self.storage.url_for(image.storage_key))
+            if image.storage_key and image.status is ImageStatus.DONE
+            else image
+            for image in product.images
+        )
+        return msgspec.structs.replace(product, images=images)
+
+    async def list_requests(self, **filters: Any) -> tuple[list[RequestInfo], int]:
+        """Requests newest first (see :func:`imgcore.db.repo.list_requests` for filters)."""
+        async with connection(self.reader) as conn:
+            return await repo.list_requests(conn, **filters)
+
+    async def wait(self, request_id: UUID | str, *, interval: float = 0.2) -> RequestInfo:
+        """Poll until the request is Completed or Failed (wrap in a timeout)."""
+        while True:
+            info = await self.status(request_id)
+            if info.status.is_terminal:
+                return info
+            await anyio.sleep(interval)
+
+    # -- operating ------------------------------------------------------------------------------
+
+    async def retry_failed(self, request_id: UUID | str) -> int:
+        """Queue a request's failed images again; returns how many."""
+        rid = _as_uuid(request_id)
+        async with transaction(self.db) as conn:
+            count = await repo.retry_failed(conn, rid, now=utcnow())
+        if count:
+            await self.executor.submitted(rid)
+        return count
+
+    async def delete_request(self, request_id: UUID | str) -> bool:
+        """Delete a request, its rows and its stored images."""
+        rid = _as_uuid(request_id)
+        async with transaction(self.db) as conn:
+            keys = await repo.storage_keys(conn, rid)
+            deleted = await repo.delete_request(conn, rid)
+        for key in keys:
+            await self.storage.delete(key)
+        return deleted
+
+
+async def _start_executor(
+    executor: Executor, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+) -> None:
+    await executor.run(task_status=task_status)
+
+
+def _as_uuid(value: UUID | str) -> UUID:
+    if isinstance(value, UUID):
+        return value
+    try:
+        return UUID(value)
+    except (ValueError, AttributeError, TypeError):
+        raise RequestNotFoundError(value) from None
+
+
+async def _chunks(source: Source) -> AsyncIterator[bytes]:
+    if isinstance(source, bytes | bytearray | memoryview):
+        data = bytes(source)
+        for i in range(0, len(data), READ_CHUNK):
+            yield data[i : i + READ_CHUNK]
+    elif isinstance(source, AsyncIterable):
+        async for chunk in source:
+            yield chunk
+    elif hasattr(source, "read"):
+        while chunk := await anyio.to_thread.run_sync(source.read, READ_CHUNK):
+            yield chunk
+    else:
+        for chunk in source:
+            yield chunk

@@ -1,0 +1,118 @@
+"""The built-in executor: claims work from the database and runs it in this process."""
+
+from __future__ import annotations
+
+import logging
+import math
+from datetime import timedelta
+from typing import TYPE_CHECKING
+from uuid import UUID
+
+import anyio
+import anyio.abc
+
+from imgcore.db import repo
+from imgcore.db.session import transaction
+from imgcore.hookspecs import hookimpl
+from imgcore.pipeline import utcnow
+
+if TYPE_CHECKING:
+    from imgcore.db.repo import Claim
+    from imgcore.engine import Engine
+
+__all__ = ["LocalExecutor"]
+
+log = logging.getLogger("imgcore.executor")
+
+
+class LocalExecutor:
+    """Keeps up to ``capacity`` images in flight: downloads overlap, compression uses every core.
+
+    Every claim is a lease renewed while the work runs, so several executor processes can
+    share one database, and the images of one that died are taken over once its leases expire.
+    """
+
+    def __init__(self, engine: Engine, *, capacity: int | None = None) -> None:
+        self.engine = engine
+        config = engine.config
+        self.capacity = capacity or max(config.fetch_concurrency, 2 * engine.compressor.workers)
+        self.lease = timedelta(seconds=config.lease_seconds)
+        self.poll_interval = config.poll_interval
+        self._inflight: dict[int, Claim] = {}
+        self._wake = anyio.Event()
+
+    async def submitted(self, request_id: UUID) -> None:
+        """New work is in the database: look now instead of at the next poll."""
+        self._wake.set()
+
+    async def run(
+        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Claim and process until cancelled; then give unfinished images back to the queue."""
+        owner = self.engine.pipeline.owner
+        try:
+            async with anyio.create_task_group() as work, anyio.create_task_group() as loops:
+                loops.start_soon(self._renew_leases)
+                task_status.started()
+                try:
+                    await self._claim_loop(work)
+                finally:
+                    loops.cancel_scope.cancel()
+        finally:
+            async with transaction(self.engine.db) as conn:
+                released = await repo.release_images(conn, owner=owner, now=utcnow())
+            if released:
+                log.info("returned %d unfinished images to the queue", released)
+
+    async def _claim_loop(self, work: anyio.abc.TaskGroup) -> None:
+        # Batches of at least a quarter of the capacity: fewer claiming transactions.
+        batch = max(1, math.ceil(self.capacity / 4))
+        while True:
+            free = self.capacity - len(self._inflight)
+            claims: list[Claim] = []
+            if free >= batch or (free > 0 and not self._inflight):
+                async with transaction(self.engine.db) as conn:
+                    claims = await repo.claim_images(
+                        conn,
+                        owner=self.engine.pipeline.owner,
+                        limit=free,
+                        lease=self.lease,
+                        now=utcnow(),
+                    )
+                for claim in claims:
+                    self._inflight[claim.id] = claim
+                    work.start_soon(self._process, claim)
+            if claims and len(claims) == free:
+                continue
+            self._wake = anyio.Event()
+            with anyio.move_on_after(self.poll_interval if not self._inflight else 5.0):
+                await self._wake.wait()
+
+    async def _process(self, claim: Claim) -> None:
+        try:
+            await self.engine.pipeline.process(claim)
+        except Exception:
+            # A bug or a database outage: the lease expires and the image is tried again.
+            log.exception("processing image %s failed unexpectedly", claim.id)
+        finally:
+            del self._inflight[claim.id]
+            self._wake.set()
+
+    async def _renew_leases(self) -> None:
+        owner = self.engine.pipeline.owner
+        while True:
+            await anyio.sleep(self.lease.total_seconds() / 3)
+            ids = list(self._inflight)
+            if not ids:
+                continue
+            try:
+                async with transaction(self.engine.db) as conn:
+                    await repo.renew_leases(conn, owner=owner, ids=ids, until=utcnow() + self.lease)
+            except Exception:
+                log.exception("could not renew leases")
+
+
+@hookimpl
+def imgcore_executor(name: str, engine: Engine) -> LocalExecutor | None:
+    """``local``: the in-process executor (the default)."""
+    return LocalExecutor(engine) if name == "local" else None

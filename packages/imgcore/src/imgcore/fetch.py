@@ -1,0 +1,477 @@
+"""The downloader: one shared httpx client behind an SSRF guard, size and time limits, retries.
+
+The guard lives in the transport: the network backend resolves each host, checks every
+address with :mod:`imgcore.netguard` and connects to an address it checked, so a DNS answer
+cannot change between the check and the connection. Redirects are followed by hand so every
+hop passes the same checks.
+"""
+
+from __future__ import annotations
+
+import random
+import ssl
+import time
+import zlib
+from collections.abc import AsyncIterator, Iterable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from types import TracebackType
+from typing import Any
+
+import anyio
+import httpcore
+import httpx
+import msgspec
+
+from imgcore import __version__
+from imgcore.compress import sniff_format
+from imgcore.netguard import AllowList, BlockedAddressError, FetchError, resolve_checked
+
+__all__ = [
+    "BlockedAddressError",
+    "FetchError",
+    "FetchOptions",
+    "FetchedImage",
+    "Fetcher",
+    "guarded_client",
+    "parse_retry_after",
+]
+
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+
+
+class FetchOptions(msgspec.Struct, frozen=True, kw_only=True):
+    """Limits and policy of a :class:`Fetcher`; ValueError on impossible values."""
+
+    allow: tuple[str, ...] = ()
+    """Non-public CIDRs, IPs or host names that may be reached (empty: public only)."""
+    max_bytes: int = 50_000_000
+    """Largest body accepted, counted after any Content-Encoding is decoded."""
+    connect_timeout: float = 5.0
+    """Seconds to resolve and connect."""
+    read_timeout: float = 15.0
+    """Seconds to wait for each read (and write)."""
+    total_timeout: float = 60.0
+    """Seconds one attempt may take, all its redirect hops included; waiting for a free
+    download slot does not count, and each retry gets the full amount again."""
+    max_redirects: int = 5
+    """Redirects followed per attempt."""
+    max_attempts: int = 4
+    """Attempts per download: the first one plus retries of transient failures."""
+    backoff_base: float = 0.5
+    """Seconds of the first retry's backoff ceiling; doubles each retry (full jitter)."""
+    backoff_max: float = 20.0
+    """Longest wait between attempts, also the cap on a server's Retry-After."""
+    concurrency: int = 32
+    """Requests in flight at once, over all hosts."""
+    per_host: int = 8
+    """Requests in flight at once to one host."""
+    user_agent: str = f"imgcore/{__version__}"
+    """The User-Agent header sent."""
+
+    def __post_init__(self) -> None:
+        positive = {
+            "max_bytes": self.max_bytes,
+            "connect_timeout": self.connect_timeout,
+            "read_timeout": self.read_timeout,
+            "total_timeout": self.total_timeout,
+            "max_attempts": self.max_attempts,
+            "concurrency": self.concurrency,
+            "per_host": self.per_host,
+        }
+        for name, value in positive.items():
+            if value <= 0:
+                raise ValueError(f"{name} must be positive, not {value!r}")
+        if self.max_redirects < 0 or self.backoff_base < 0 or self.backoff_max < 0:
+            raise ValueError("max_redirects, backoff_base and backoff_max must not be negative")
+        AllowList.parse(self.allow)
+
+
+class FetchedImage(msgspec.Struct, frozen=True, kw_only=True):
+    """A downloaded body whose magic bytes name an accepted image format."""
+
+    url: str
+    """The URL asked for."""
+    final_url: str
+    """The URL the body came from, after redirects."""
+    data: bytes
+    """The body, Content-Encoding decoded."""
+    format: str
+    """What the magic bytes say (``JPEG``, ``PNG``, ``WEBP``… see compress.sniff_format)."""
+    content_type: str | None
+    """The Content-Type header as sent (informative only)."""
+    status: int
+    """The HTTP status of the final response."""
+    attempts: int
+    """Attempts made, the successful one included."""
+    elapsed: float
+    """Seconds from the call to the result, retries and backoff included."""
+
+
+def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
+    """Seconds a ``Retry-After`` header (seconds or HTTP-date) asks to wait; None if unusable."""
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+class _GuardedBackend(httpcore.AnyIOBackend):
+    """Connects only to addresses that :func:`resolve_checked` approved."""
+
+    def __init__(self, allow: AllowList) -> None:
+        self._allow = allow
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,  # noqa: ASYNC109 (httpcore's signature)
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        try:
+            with anyio.fail_after(timeout):
+                addresses = await resolve_checked(host, port, self._allow)
+                failure: httpcore.ConnectError | None = None
+                for address in addresses:
+                    try:
+                        return await super().connect_tcp(
+                            address,
+                            port,
+                            local_address=local_address,
+                            socket_options=socket_options,
+                        )
+                    except httpcore.ConnectError as exc:
+                        failure = exc
+                assert failure is not None
+                raise failure
+        except TimeoutError as exc:
+            raise httpcore.ConnectTimeout(f"connecting to {host}:{port} timed out") from exc
+
+
+def guarded_client(
+    allow: AllowList,
+    *,
+    timeout: float | httpx.Timeout = 5.0,
+    limits: httpx.Limits | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> httpx.AsyncClient:
+    """An httpx client that connects only to public or allowed addresses.
+
+    Blocked hosts raise :class:`BlockedAddressError` from the request; redirects are not
+    followed (follow them by hand, each hop goes through the same guard); proxies and
+    ``.netrc`` from the environment are ignored because they would bypass the guard.
+    """
+    return httpx.AsyncClient(
+        transport=_GuardedTransport(allow, limits or httpx.Limits()),
+        timeout=timeout,
+        headers=headers,
+        follow_redirects=False,
+        trust_env=False,
+    )
+
+
+class _GuardedTransport(httpx.AsyncHTTPTransport):
+    """httpx's transport with its connection pool rebuilt on the guarded backend."""
+
+    def __init__(self, allow: AllowList, limits: httpx.Limits) -> None:
+        super().__init__(limits=limits, trust_env=False)
+        # httpx offers no public way to pass a network backend; if the attribute ever
+        # disappears, fail here rather than run without the guard.
+        if not isinstance(getattr(self, "_pool", None), httpcore.AsyncConnectionPool):
+            raise TypeError("unsupported httpx version: no httpcore pool to guard")
+        self._pool = httpcore.AsyncConnectionPool(
+            ssl_context=httpx.create_ssl_context(),
+            max_connections=limits.max_connections,
+            max_keepalive_connections=limits.max_keepalive_connections,
+            keepalive_expiry=limits.keepalive_expiry,
+            network_backend=_GuardedBackend(allow),
+        )
+
+
+@dataclass
+class _HostSlots:
+    semaphore: anyio.Semaphore
+    users: int = 0
+
+
+@dataclass(frozen=True)
+class _Body:
+    final_url: str
+    data: bytes
+    content_type: str | None
+    status: int
+
+
+def _invalid(url: str, why: str) -> FetchError:
+    return FetchError(f"{why}: {url}", reason="invalid_url", url=url)
+
+
+def _checked_url(url: str) -> httpx.URL:
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, TypeError) as exc:
+        raise _invalid(url, f"invalid URL ({exc})") from None
+    if parsed.scheme not in ("http", "https"):
+        raise _invalid(url, "only http and https URLs can be fetched")
+    if not parsed.host:
+        raise _invalid(url, "URL has no host")
+    if parsed.userinfo:
+        raise _invalid(url, "URL carries credentials")
+    if parsed.port is not None and not 0 < parsed.port < 65536:
+        raise _invalid(url, "URL port out of range")
+    return parsed
+
+
+def _too_large(url: str, limit: int) -> FetchError:
+    return FetchError(f"body larger than {limit} bytes: {url}", reason="too_large", url=url)
+
+
+def _inflate(decoder: zlib._Decompress, data: bytes, room: int, url: str) -> bytes:
+    """Decode ``data`` but never produce more than ``room`` bytes (a gzip bomb stops here)."""
+    parts: list[bytes] = []
+    produced = 0
+    while data:
+        part = decoder.decompress(data, room - produced + 1)
+        produced += len(part)
+        if produced > room:
+            raise _too_large(url, room)
+        parts.append(part)
+        data = decoder.unconsumed_tail
+    return b"".join(parts)
+
+
+def _image_format(body: _Body) -> str:
+    # The magic bytes decide, whatever the Content-Type claims.
+    image_format = sniff_format(body.data)
+    if image_format is None:
+        raise FetchError(f"body is not an accepted image: {body.final_url}", reason="not_an_image")
+    return image_format
+
+
+def _status_error(response: httpx.Response) -> FetchError:
+    status = response.status_code
+    transient = status == 429 or status >= 500
+    return FetchError(
+        f"HTTP {status} from {response.url}",
+        reason="http_status",
+        status=status,
+        transient=transient,
+        retry_after=parse_retry_after(response.headers.get("retry-after")) if transient else None,
+    )
+
+
+def _is_tls_failure(exc: BaseException) -> bool:
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+class Fetcher:
+    """Downloads images over one shared HTTP client; use ``async with Fetcher() as f``."""
+
+    def __init__(self, options: FetchOptions | None = None) -> None:
+        self.options = options or FetchOptions()
+        opts = self.options
+        self._client = guarded_client(
+            AllowList.parse(opts.allow),
+            # Our semaphores bound the requests in flight, so the pool need not.
+            limits=httpx.Limits(max_connections=None, max_keepalive_connections=opts.concurrency),
+            timeout=httpx.Timeout(
+                connect=opts.connect_timeout,
+                read=opts.read_timeout,
+                write=opts.read_timeout,
+                pool=opts.connect_timeout,
+            ),
+            headers={
+                "User-Agent": opts.user_agent,
+                "Accept": "image/avif,image/webp,image/*,*/*;q=0.8",
+                "Accept-Encoding": "identity",
+            },
+        )
+        self._overall = anyio.Semaphore(opts.concurrency)
+        self._hosts: dict[str, _HostSlots] = {}
+
+    async def __aenter__(self) -> Fetcher:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the shared client and its connections."""
+        await self._client.aclose()
+
+    async def fetch(self, url: str) -> FetchedImage:
+        """Download ``url``, retrying transient failures; raises :class:`FetchError`."""
+        started = time.monotonic()
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                _checked_url(url)
+                body = await self._attempt(url)
+                image_format = _image_format(body)
+            except FetchError as exc:
+                exc.url = url
+                exc.attempts = attempt
+                if not exc.transient or attempt >= self.options.max_attempts:
+                    raise
+                await anyio.sleep(self._backoff(attempt, exc.retry_after))
+                continue
+            return FetchedImage(
+                url=url,
+                final_url=body.final_url,
+                data=body.data,
+                format=image_format,
+                content_type=body.content_type,
+                status=body.status,
+                attempts=attempt,
+                elapsed=time.monotonic() - started,
+            )
+
+    def _backoff(self, attempt: int, retry_after: float | None) -> float:
+        opts = self.options
+        if retry_after is not None:
+            return min(retry_after, opts.backoff_max)
+        ceiling = min(opts.backoff_max, opts.backoff_base * 2.0 ** min(attempt - 1, 60))
+        return random.uniform(0.0, ceiling)
+
+    async def _attempt(self, url: str) -> _Body:
+        budget = self.options.total_timeout
+        current = url
+        for _ in range(self.options.max_redirects + 1):
+            async with self._slot(_checked_url(current).host):
+                hop_started = time.monotonic()
+                try:
+                    with anyio.fail_after(budget):
+                        outcome = await self._get(current)
+                except TimeoutError:
+                    raise FetchError(
+                        f"no complete answer within {self.options.total_timeout} s: {current}",
+                        reason="timeout",
+                        transient=True,
+                    ) from None
+                budget -= time.monotonic() - hop_started
+            if isinstance(outcome, _Body):
+                return outcome
+            current = outcome
+        raise FetchError(
+            f"more than {self.options.max_redirects} redirects: {url}",
+            reason="too_many_redirects",
+        )
+
+    @asynccontextmanager
+    async def _slot(self, host: str) -> AsyncIterator[None]:
+        # Per host first: a request waiting for its host must not hold an overall slot.
+        slots = self._hosts.get(host)
+        if slots is None:
+            slots = self._hosts[host] = _HostSlots(anyio.Semaphore(self.options.per_host))
+        slots.users += 1
+        try:
+            async with slots.semaphore, self._overall:
+                yield
+        finally:
+            slots.users -= 1
+            if slots.users == 0:
+                del self._hosts[host]
+
+    async def _get(self, url: str) -> _Body | str:
+        """One GET: the body, or the URL a redirect points to."""
+        try:
+            async with self._client.stream("GET", url) as response:
+                location = response.headers.get("location")
+                if response.status_code in _REDIRECTS and location:
+                    return self._redirect_target(response, location)
+                if not response.is_success:
+                    raise _status_error(response)
+                return _Body(
+                    final_url=str(response.url),
+                    data=await self._read_body(response),
+                    content_type=response.headers.get("content-type"),
+                    status=response.status_code,
+                )
+        except httpx.TimeoutException as exc:
+            raise FetchError(
+                f"timed out ({exc!r}): {url}", reason="timeout", transient=True
+            ) from exc
+        except httpx.ConnectError as exc:
+            raise FetchError(
+                f"cannot connect ({exc}): {url}",
+                reason="connect_error",
+                transient=not _is_tls_failure(exc),
+            ) from exc
+        except httpx.UnsupportedProtocol as exc:
+            raise _invalid(url, str(exc)) from exc
+        except httpx.LocalProtocolError as exc:
+            raise FetchError(f"bad request ({exc}): {url}", reason="protocol_error") from exc
+        except httpx.TransportError as exc:
+            raise FetchError(
+                f"transfer failed ({exc!r}): {url}", reason="protocol_error", transient=True
+            ) from exc
+
+    @staticmethod
+    def _redirect_target(response: httpx.Response, location: str) -> str:
+        try:
+            target = str(response.url.join(location))
+        except httpx.InvalidURL as exc:
+            raise FetchError(
+                f"invalid redirect Location {location!r} ({exc}) from {response.url}",
+                reason="protocol_error",
+            ) from None
+        _checked_url(target)
+        return target
+
+    async def _read_body(self, response: httpx.Response) -> bytes:
+        limit = self.options.max_bytes
+        url = str(response.url)
+        encoding = response.headers.get("content-encoding", "identity").strip().lower()
+        if encoding not in ("", "identity", "gzip", "x-gzip", "deflate"):
+            raise FetchError(
+                f"unsupported Content-Encoding {encoding!r}: {url}", reason="protocol_error"
+            )
+        # We ask for identity; a server that compresses anyway is decoded under the limit
+        # (wbits | 32 reads both the gzip and the zlib header).
+        decoder = None if encoding in ("", "identity") else zlib.decompressobj(zlib.MAX_WBITS | 32)
+        if decoder is None:
+            declared = response.headers.get("content-length", "").strip()
+            if declared.isdigit() and int(declared) > limit:
+                raise _too_large(url, limit)
+        parts: list[bytes] = []
+        size = 0
+        try:
+            async for raw in response.aiter_raw():
+                chunk = raw if decoder is None else _inflate(decoder, raw, limit - size, url)
+                size += len(chunk)
+                if size > limit:
+                    raise _too_large(url, limit)
+                parts.append(chunk)
+            if decoder is not None:
+                tail = decoder.flush()
+                if size + len(tail) > limit:
+                    raise _too_large(url, limit)
+                parts.append(tail)
+        except zlib.error as exc:
+            raise FetchError(
+                f"bad {encoding} body ({exc}): {url}", reason="protocol_error"
+            ) from exc
+        return b"".join(parts)

@@ -1,0 +1,83 @@
+"""Every imgcore hook. Each docstring is the contract a plugin implements.
+
+Plugins register under the entry-point group ``imgcore`` and are named after their entry
+point; imgcore's own backends (file storage, the webhook notifier, the local executor)
+register through these same hooks. Hooks are plain (synchronous) calls made while an
+:class:`~imgcore.engine.Engine` is built, unless their contract says otherwise; a hook may
+return an awaitable where its contract says so, and imgcore awaits it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING
+
+import pluggy
+
+if TYPE_CHECKING:
+    from imgcore.config import Config
+    from imgcore.engine import Engine
+    from imgcore.events import ImageEnded
+    from imgcore.executors.base import Executor
+    from imgcore.notify.base import Notifier
+    from imgcore.storage.base import Storage
+
+PROJECT = "imgcore"
+
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+__all__ = ["PROJECT", "hookimpl", "hookspec"]
+
+
+@hookspec(firstresult=True)
+def imgcore_storage(url: str, config: Config) -> Storage | None:
+    """Return a storage backend for ``url`` if this plugin handles its scheme, else ``None``.
+
+    ``url`` is the configured ``IMGCORE_STORAGE_URL`` (``file:media``, ``s3://bucket/prefix``…).
+    Called once per Engine; the first plugin that returns a backend wins, so return ``None``
+    quickly, without I/O, for any scheme that is not yours. Raise
+    :class:`imgcore.config.ConfigError` for a URL of your scheme that cannot work.
+
+    The backend implements :class:`imgcore.storage.Storage`: ``put`` is atomic and replaces
+    (images are re-processed after a crash), ``get`` raises ``KeyError`` for a missing key,
+    failures raise :class:`imgcore.storage.StorageError` with ``transient`` telling whether
+    the image should be tried again, ``url_for`` is synchronous and cheap (it runs for every
+    image listed in a status or output CSV) and ``aclose`` is called when the Engine closes.
+    Settings of your own come from environment variables named after your plugin.
+    """
+
+
+@hookspec(firstresult=True)
+def imgcore_executor(name: str, engine: Engine) -> Executor | None:
+    """Return the executor called ``name`` if this plugin provides it, else ``None``.
+
+    ``name`` is the configured ``IMGCORE_EXECUTOR`` (``local``, ``saq``…). The executor
+    implements :class:`imgcore.executors.Executor` and processes images through
+    ``engine.pipeline``; the database stays the truth about every image's status.
+    """
+
+
+@hookspec
+def imgcore_notifiers(config: Config) -> list[Notifier]:  # type: ignore[empty-body]
+    """Return the notifiers this plugin adds (may be empty, e.g. when it is not configured).
+
+    Called once per Engine. Each notifier implements :class:`imgcore.notify.Notifier` and
+    has a ``name`` unique among loaded notifiers and stable across versions (it is stored).
+    When a request reaches ``Completed`` or ``Failed``, each notifier is asked (its
+    ``target`` method) whether it wants to hear about it; every yes is recorded as a
+    delivery in the database, in the same transaction as the status change, with the
+    ``payload`` it returns. ``deliver`` is then called at least once per delivery, from any
+    process running the Engine and across restarts, until it reports success or
+    ``retry_delay`` gives up; each attempt is listed by ``Engine.deliveries``. A notifier's
+    optional ``aclose`` is awaited when delivery stops.
+    """
+
+
+@hookspec
+def imgcore_image_ended(event: ImageEnded) -> Awaitable[None] | None:
+    """Called once each time an image ends (done or failed), after it is stored.
+
+    May return an awaitable, which is awaited. Errors are logged and ignored: this hook
+    observes processing, it cannot change it. Keep it fast; it runs on the worker.
+    """

@@ -1,0 +1,90 @@
+"""What the engine hands back: plain msgspec Structs, ready to encode as JSON."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from uuid import UUID
+
+import msgspec
+
+from imgcore.states import ImageStatus, RequestStatus
+
+__all__ = ["DeliveryInfo", "ImageInfo", "ProductInfo", "RequestInfo"]
+
+
+class RequestInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """One upload: its status and progress."""
+
+    request_id: UUID
+    status: RequestStatus
+    filename: str | None
+    webhook_url: str | None
+    total_products: int
+    total: int
+    done: int
+    failed: int
+    input_bytes: int
+    output_bytes: int
+    error: str | None
+    created_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None
+    columns: tuple[str, ...] = ()
+
+    @property
+    def pending(self) -> int:
+        """Images that have not ended yet."""
+        return self.total - self.done - self.failed
+
+
+class ImageInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """One image of a product, in the order of the input cell."""
+
+    id: int
+    position: int
+    input_url: str
+    status: ImageStatus
+    attempts: int
+    output_url: str | None = None
+    storage_key: str | None = None
+    thumbnail_key: str | None = None
+    error_reason: str | None = None
+    error: str | None = None
+    input_bytes: int | None = None
+    output_bytes: int | None = None
+    input_width: int | None = None
+    input_height: int | None = None
+    output_width: int | None = None
+    output_height: int | None = None
+    input_format: str | None = None
+    output_format: str | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+class ProductInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """One row of the input CSV with its images."""
+
+    position: int
+    row: int
+    serial: int
+    name: str
+    extra: tuple[str, ...] = ()
+    images: tuple[ImageInfo, ...] = ()
+
+
+class DeliveryInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """One notification of a finished request (a webhook call, or a plugin's)."""
+
+    id: int
+    message_id: str
+    notifier: str
+    event: str
+    target: str | None
+    status: str
+    attempts: int
+    last_status_code: int | None
+    last_error: str | None
+    created_at: datetime
+    delivered_at: datetime | None
+    next_attempt_at: datetime | None

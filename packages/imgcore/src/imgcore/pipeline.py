@@ -1,0 +1,278 @@
+"""Processing one claimed image: download, compress, store, record — the same for every executor."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import multiprocessing
+import os
+import random
+import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+import anyio
+import pluggy
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from imgcore.compress import (
+    CompressedImage,
+    CompressOptions,
+    ImageError,
+    compress,
+    make_thumbnail,
+)
+from imgcore.config import Config
+from imgcore.db import repo
+from imgcore.db.repo import Claim, ImageResult, Settlement
+from imgcore.db.session import transaction
+from imgcore.events import ImageEnded
+from imgcore.fetch import Fetcher, FetchError
+from imgcore.notify.base import Notifier
+from imgcore.states import ImageStatus
+from imgcore.storage.base import Storage, StorageError
+from imgcore.tuning import compression_worker_init
+
+__all__ = ["Compressor", "Pipeline", "compress_with_thumbnail", "storage_key", "utcnow"]
+
+log = logging.getLogger("imgcore.pipeline")
+
+T = TypeVar("T")
+
+#: Suffix of an image's thumbnail key (``requests/<request>/<image>.thumb.jpg``).
+THUMBNAIL_EXTENSION = ".thumb.jpg"
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware UTC."""
+    return datetime.now(UTC)
+
+
+class Compressor:
+    """Runs :func:`imgcore.compress.compress` on every core.
+
+    ``mode="process"``: a pool of worker processes (started with ``spawn``, never forked
+    from a process with running threads); a worker that dies — a decoder crash, the OOM
+    killer — fails only the image it held, and the pool is rebuilt.
+    ``mode="thread"``: worker threads in this process (Pillow releases the GIL while it
+    decodes and encodes, but downloads and database work compete for it).
+    """
+
+    def __init__(self, options: CompressOptions, *, workers: int, mode: str = "process") -> None:
+        if mode not in ("process", "thread"):
+            raise ValueError(f"unknown compress mode {mode!r}")
+        self.options = options
+        self.workers = workers
+        self.mode = mode
+        self._limiter = anyio.CapacityLimiter(workers)
+        self._pool: ProcessPoolExecutor | None = None
+
+    async def __call__(self, data: bytes) -> CompressedImage:
+        """Compress ``data`` on a worker; raises :class:`imgcore.compress.ImageError`."""
+        return await self._run(compress, data, self.options)
+
+    async def with_thumbnail(self, data: bytes) -> tuple[CompressedImage, bytes | None]:
+        """Compress ``data`` and make its thumbnail in one worker call (see
+        :func:`compress_with_thumbnail`)."""
+        return await self._run(compress_with_thumbnail, data, self.options)
+
+    async def _run(self, function: Callable[[bytes, CompressOptions], T], *args: Any) -> T:
+        if self.mode == "thread":
+            return await anyio.to_thread.run_sync(function, *args, limiter=self._limiter)
+        async with self._limiter:
+            pool = self._process_pool()
+            try:
+                return await asyncio.wrap_future(pool.submit(function, *args))
+            except BrokenProcessPool:
+                if self._pool is pool:
+                    self._pool = None
+                    pool.shutdown(wait=False, cancel_futures=True)
+                raise ImageError(
+                    "the compression worker died on this image", reason="worker_crashed"
+                ) from None
+
+    def _process_pool(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(
+                max_workers=self.workers,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=compression_worker_init,
+                initargs=(os.getpid(),),
+            )
+        return self._pool
+
+    def close(self) -> None:
+        """Stop the worker processes, if any."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+
+
+def compress_with_thumbnail(
+    data: bytes, options: CompressOptions
+) -> tuple[CompressedImage, bytes | None]:
+    """The compressed image and a small JPEG of it (None if that failed: it is optional)."""
+    image = compress(data, options)
+    try:
+        # From the output, already oriented and converted: cheaper to decode than the input.
+        thumbnail: bytes | None = make_thumbnail(image.data)
+    except ImageError:
+        thumbnail = None
+    return image, thumbnail
+
+
+def storage_key(claim: Claim, extension: str) -> str:
+    """Where an image's output lives: one fixed key per image, so a re-run replaces, never adds."""
+    return f"requests/{claim.request_id}/{claim.id}{extension}"
+
+
+class Pipeline:
+    """Download → compress → store → record, for one claimed image at a time."""
+
+    def __init__(
+        self,
+        *,
+        config: Config,
+        engine: AsyncEngine,
+        storage: Storage,
+        fetcher: Fetcher,
+        compressor: Compressor,
+        notifiers: list[Notifier],
+        pm: pluggy.PluginManager,
+        owner: str,
+        on_settled: Callable[[Settlement], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.engine = engine
+        self.storage = storage
+        self.fetcher = fetcher
+        self.compressor = compressor
+        self.notifiers = notifiers
+        self.pm = pm
+        self.owner = owner
+        self.on_settled = on_settled
+
+    async def process(self, claim: Claim) -> None:
+        """Take one claimed image to its next state; never raises for a bad image."""
+        started = time.perf_counter()
+        if claim.attempts > self.config.max_attempts:
+            # Claimed this often without ending: it crashed its workers (or they were killed).
+            await self._fail(claim, "too_many_attempts", "gave up after repeated crashes", started)
+            return
+        try:
+            fetched = await self.fetcher.fetch(claim.url)
+        except FetchError as exc:
+            await self._error(claim, exc.reason, str(exc), exc.transient, started)
+            return
+        try:
+            image, thumbnail = await self.compressor.with_thumbnail(fetched.data)
+        except ImageError as exc:
+            # A dead worker may be the OOM killer rather than this image: worth another try.
+            transient = exc.reason == "worker_crashed"
+            await self._error(claim, exc.reason, str(exc), transient, started)
+            return
+        key = storage_key(claim, image.extension)
+        thumbnail_key = storage_key(claim, THUMBNAIL_EXTENSION) if thumbnail else None
+        try:
+            await self.storage.put(key, image.data, content_type=image.media_type)
+            if thumbnail is not None and thumbnail_key is not None:
+                await self.storage.put(thumbnail_key, thumbnail, content_type="image/jpeg")
+        except StorageError as exc:
+            await self._error(claim, exc.reason, str(exc), exc.transient, started)
+            return
+        result = ImageResult(
+            status=ImageStatus.DONE,
+            storage_key=key,
+            thumbnail_key=thumbnail_key,
+            input_bytes=image.input_bytes,
+            output_bytes=image.output_bytes,
+            input_width=image.input_width,
+            input_height=image.input_height,
+            output_width=image.width,
+            output_height=image.height,
+            input_format=image.input_format,
+            output_format=image.format,
+        )
+        await self._finish(claim, result, started)
+
+    async def _error(
+        self, claim: Claim, reason: str, message: str, transient: bool, started: float
+    ) -> None:
+        if not transient or claim.attempts >= self.config.max_attempts:
+            await self._fail(claim, reason, message, started)
+            return
+        delay = min(60.0, 2.0**claim.attempts) * (0.5 + random.random() / 2)
+        async with transaction(self.engine) as conn:
+            await repo.defer_image(
+                conn,
+                claim,
+                owner=self.owner,
+                at=utcnow() + timedelta(seconds=delay),
+                error_reason=reason,
+                error=message,
+            )
+
+    async def _fail(self, claim: Claim, reason: str, message: str, started: float) -> None:
+        # An earlier attempt may have stored the output before dying: leave no orphan.
+        for extension in (".jpg", ".webp", ".avif", THUMBNAIL_EXTENSION):
+            try:
+                await self.storage.delete(storage_key(claim, extension))
+            except StorageError:
+                log.warning("could not delete %s", storage_key(claim, extension))
+        result = ImageResult(status=ImageStatus.FAILED, error_reason=reason, error=message)
+        await self._finish(claim, result, started)
+
+    async def _finish(self, claim: Claim, result: ImageResult, started: float) -> None:
+        now = utcnow()
+        async with transaction(self.engine) as conn:
+            ended, settlement = await repo.finish_image(
+                conn, claim, owner=self.owner, result=result, now=now
+            )
+            if settlement is not None:
+                await repo.add_deliveries(
+                    conn, settlement.request_id, self._plan(settlement), now=now
+                )
+        if not ended:
+            log.warning("lease on image %s was lost; another worker ends it", claim.id)
+            return
+        if settlement is not None and self.on_settled is not None:
+            self.on_settled(settlement)
+        await self._emit(
+            ImageEnded(
+                request_id=claim.request_id,
+                image_id=claim.id,
+                url=claim.url,
+                status=result.status,
+                attempts=claim.attempts,
+                storage_key=result.storage_key,
+                error_reason=result.error_reason,
+                error=result.error,
+                input_bytes=result.input_bytes,
+                output_bytes=result.output_bytes,
+                seconds=time.perf_counter() - started,
+            )
+        )
+
+    def _plan(self, settlement: Settlement) -> list[tuple[str, str, str | None, dict[str, Any]]]:
+        planned: list[tuple[str, str, str | None, dict[str, Any]]] = []
+        event = f"request.{settlement.status.value.lower()}"
+        for notifier in self.notifiers:
+            target = notifier.target(settlement)
+            if target is not None:
+                planned.append((notifier.name, event, target, notifier.payload(settlement)))
+        return planned
+
+    async def _emit(self, event: ImageEnded) -> None:
+        # Observers cannot change processing, nor stop each other: each implementation is
+        # called on its own and its errors are logged, never raised.
+        for impl in self.pm.hook.imgcore_image_ended.get_hookimpls():
+            try:
+                result = impl.function(event=event)
+                if inspect.isawaitable(result):
+                    await result
+            except Exception:
+                log.exception("imgcore_image_ended hook of %s failed", impl.plugin_name)

@@ -1,0 +1,148 @@
+"""The built-in storage backend: files under a root directory."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path, PurePosixPath
+from urllib.parse import quote, unquote, urlsplit
+
+import anyio
+
+from imgcore.storage.base import StorageError
+
+__all__ = ["FileStorage", "safe_key"]
+
+
+def safe_key(key: str) -> PurePosixPath:
+    """Validate a storage key: relative, ``/``-separated, no ``..``, no empty or hidden parts."""
+    if not key or key.startswith("/") or "\\" in key or "\x00" in key:
+        raise StorageError(f"invalid storage key: {key!r}", transient=False)
+    path = PurePosixPath(key)
+    if any(part in ("", ".", "..") or part.startswith(".") for part in key.split("/")):
+        raise StorageError(f"invalid storage key: {key!r}", transient=False)
+    return path
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so readers see the old file or the whole new one.
+
+    On Linux the data goes to an unnamed file (O_TMPFILE) that vanishes if the process dies
+    mid-write; it gets a name only an instant before the rename. Elsewhere, a named
+    temporary file that is removed on any error.
+    """
+    tmp = path.with_name(f".tmp-{uuid.uuid4().hex}")
+    flags = getattr(os, "O_TMPFILE", 0)
+    try:
+        fd = os.open(path.parent, flags | os.O_WRONLY, 0o644) if flags else -1
+    except OSError:
+        fd = -1  # a filesystem without O_TMPFILE support
+    if fd < 0:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        named = True
+    else:
+        named = False
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+            if not named:
+                # A dir_fd makes CPython call linkat(AT_SYMLINK_FOLLOW), which links the open
+                # file itself rather than the /proc symlink.
+                dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+                try:
+                    os.link(
+                        f"/proc/self/fd/{f.fileno()}",
+                        tmp.name,
+                        dst_dir_fd=dir_fd,
+                        follow_symlinks=True,
+                    )
+                finally:
+                    os.close(dir_fd)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+class FileStorage:
+    """Objects as files under ``root``; URLs are ``base_url/key``.
+
+    Writes go to a temporary file in the target directory and are renamed into place, so a
+    crash never leaves a half-written image under a real key.
+    """
+
+    def __init__(self, root: str | os.PathLike[str], base_url: str) -> None:
+        self.root = Path(root).resolve()
+        self.base_url = base_url.rstrip("/")
+
+    @classmethod
+    def from_url(cls, url: str, base_url: str) -> FileStorage:
+        """``file:media`` (relative to the working directory) or ``file:///var/media``."""
+        parts = urlsplit(url)
+        if parts.scheme != "file":
+            raise StorageError(f"not a file: URL: {url!r}", transient=False)
+        path = unquote(parts.path) or "."
+        return cls(path, base_url)
+
+    def path_for(self, key: str) -> Path:
+        """The file that holds ``key`` (inside the root, always)."""
+        path = (self.root / safe_key(key)).resolve()
+        if not path.is_relative_to(self.root):
+            raise StorageError(f"storage key escapes the root: {key!r}", transient=False)
+        return path
+
+    async def put(self, key: str, data: bytes, *, content_type: str) -> None:
+        """Write atomically: temporary file, fsync, rename."""
+        path = self.path_for(key)
+        await anyio.to_thread.run_sync(self._write, path, data)
+
+    @staticmethod
+    def _write(path: Path, data: bytes) -> None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            _write_atomically(path, data)
+        except OSError as exc:
+            raise StorageError(f"cannot write {path.name}: {exc.strerror or exc}") from exc
+
+    async def get(self, key: str) -> bytes:
+        """The file's bytes; ``KeyError`` when it does not exist."""
+        path = self.path_for(key)
+        try:
+            return await anyio.Path(path).read_bytes()
+        except FileNotFoundError:
+            raise KeyError(key) from None
+
+    async def delete(self, key: str) -> None:
+        """Remove the file if it exists."""
+        await anyio.to_thread.run_sync(self._delete, self.path_for(key))
+
+    @staticmethod
+    def _delete(path: Path) -> None:
+        path.unlink(missing_ok=True)
+
+    async def iter_keys(self, prefix: str = "") -> AsyncIterator[str]:
+        """Every stored key under ``prefix`` (temporary files are not keys)."""
+        found = await anyio.to_thread.run_sync(self._walk)
+        for key in found:
+            if key.startswith(prefix):
+                yield key
+
+    def _walk(self) -> list[str]:
+        if not self.root.exists():
+            return []
+        return sorted(
+            path.relative_to(self.root).as_posix()
+            for path in self.root.rglob("*")
+            if path.is_file() and not path.name.startswith(".")
+        )
+
+    def url_for(self, key: str) -> str:
+        """``base_url/key`` with each part percent-encoded."""
+        safe_key(key)
+        return f"{self.base_url}/{quote(key)}"
+
+    async def aclose(self) -> None:
+        """Nothing to release."""
