@@ -1,0 +1,153 @@
+"""Admin sessions (a signed, encrypted cookie), the login guard and CSRF tokens."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import secrets
+import time
+from typing import Any
+from urllib.parse import urlsplit
+
+from imgcore.db import repo
+from litestar.connection import ASGIConnection
+from litestar.handlers import BaseRouteHandler
+from litestar.middleware import DefineMiddleware
+from litestar.middleware.session import SessionMiddleware
+from litestar.middleware.session.client_side import ClientSideSessionBackend, CookieBackendConfig
+from litestar.types import ASGIApp
+
+from imgapi.admin.accounts import password_stamp
+from imgapi.runtime import provide_runtime
+from imgapi.settings import Settings
+
+__all__ = [
+    "ADMIN_PATH",
+    "COOKIE_NAME",
+    "SESSION_SECONDS",
+    "CsrfError",
+    "LoginRequiredError",
+    "check_csrf",
+    "csrf_token",
+    "require_admin",
+    "safe_next",
+    "session_config",
+    "session_middleware",
+]
+
+ADMIN_PATH = "/admin"
+COOKIE_NAME = "imgapi_admin"
+#: A login lasts this long, however active the admin is.
+SESSION_SECONDS = 12 * 3600
+
+
+class LoginRequiredError(Exception):
+    """Raised by the guard; answered with a redirect to the login page."""
+
+    def __init__(self, next_path: str) -> None:
+        super().__init__(next_path)
+        self.next_path = next_path
+
+
+class CsrfError(Exception):
+    """A form came without this session's CSRF token: answered with 403."""
+
+
+def session_config(settings: Settings) -> CookieBackendConfig:
+    """The admin session cookie: HttpOnly, SameSite=Lax, Secure behind https, path /admin.
+
+    Its key derives from ``IMGAPI_SESSION_SECRET``; without one, a random key per process.
+    """
+    secret = settings.session_secret.encode() if settings.session_secret else os.urandom(32)
+    return CookieBackendConfig(
+        # AES-GCM wants 16, 24 or 32 bytes: any secret is stretched to 32.
+        secret=hashlib.sha256(b"imgapi-admin-session\0" + secret).digest(),
+        key=COOKIE_NAME,
+        max_age=SESSION_SECONDS,
+        path=ADMIN_PATH,
+        secure=urlsplit(settings.public_url).scheme == "https",
+        httponly=True,
+        samesite="lax",
+    )
+
+
+def session_middleware(settings: Settings) -> DefineMiddleware:
+    """The session middleware for the admin router, built when the app is.
+
+    ``CookieBackendConfig.middleware`` holds a ready backend (an AES-GCM object), which a
+    router cannot carry: Litestar deep-copies routers when registering them.
+    """
+    return DefineMiddleware(_session_middleware, config=session_config(settings))
+
+
+def _session_middleware(app: ASGIApp, config: CookieBackendConfig) -> SessionMiddleware[Any]:
+    return SessionMiddleware(app, backend=ClientSideSessionBackend(config=config))
+
+
+def csrf_token(session: dict[str, Any]) -> str:
+    """This session's CSRF token, created on first use."""
+    token = session.get("csrf")
+    if not isinstance(token, str):
+        token = secrets.token_urlsafe(32)
+        session["csrf"] = token
+    return token
+
+
+def check_csrf(session: dict[str, Any], presented: object) -> None:
+    """Raise :class:`CsrfError` unless ``presented`` is this session's token."""
+    expected = session.get("csrf")
+    if not (
+        isinstance(expected, str)
+        and isinstance(presented, str)
+        and hmac.compare_digest(expected.encode(), presented.encode())
+    ):
+        raise CsrfError
+
+
+def safe_next(value: object) -> str:
+    """``value`` if it is a path of the admin pages on this site, else the admin home."""
+    if not isinstance(value, str) or not value.startswith(ADMIN_PATH):
+        return ADMIN_PATH
+    parts = urlsplit(value)
+    if (
+        parts.scheme
+        or parts.netloc
+        or "\\" in value
+        or any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value)
+        or "/.." in parts.path
+        or (parts.path != ADMIN_PATH and not parts.path.startswith(ADMIN_PATH + "/"))
+    ):
+        return ADMIN_PATH
+    return value
+
+
+async def require_admin(
+    connection: ASGIConnection[Any, Any, Any, Any], route_handler: BaseRouteHandler
+) -> None:
+    """Litestar guard: the session must name an existing admin user with an unchanged password.
+
+    Handlers marked ``opt={"public": True}`` (the login page, the stylesheet) are open.
+    """
+    if route_handler.opt.get("public"):
+        return
+    session = connection.scope.get("session")
+    if not isinstance(session, dict):
+        session = {}
+    user_id, stamp, since = session.get("uid"), session.get("stamp"), session.get("since")
+    if (
+        isinstance(user_id, int)
+        and isinstance(stamp, str)
+        and isinstance(since, int | float)
+        and 0 <= time.time() - since < SESSION_SECONDS
+    ):
+        engine = provide_runtime(connection.app.state).require_engine()
+        async with engine.db.connect() as conn:
+            user = await repo.get_admin_user(conn, user_id=user_id)
+        if user is not None and hmac.compare_digest(password_stamp(user), stamp):
+            connection.state.admin = user
+            return
+    path = connection.url.path
+    if connection.url.query:
+        path += "?" + connection.url.query
+    raise LoginRequiredError(path if connection.scope.get("method") == "GET" else ADMIN_PATH)

@@ -1,0 +1,354 @@
+"""The admin pages: login, the list of requests, one request's detail, retry and delete."""
+
+from __future__ import annotations
+
+import logging
+import math
+import secrets
+import time
+from typing import Annotated, Any
+from urllib.parse import urlencode
+from uuid import UUID
+
+import anyio
+from imgcore.engine import Engine, RequestNotFoundError
+from imgcore.models import RequestInfo
+from imgcore.pipeline import THUMBNAIL_EXTENSION
+from imgcore.states import RequestStatus
+from imgcore.storage.base import StorageError
+from litestar import Request, Response, get, post
+from litestar.datastructures import State
+from litestar.di import NamedDependency
+from litestar.params import FromPath, QueryParameter
+from litestar.response import Redirect, Stream, Template
+from litestar.types import ExceptionHandlersMap
+
+from imgapi.admin.accounts import authenticate, password_stamp
+from imgapi.admin.security import (
+    ADMIN_PATH,
+    CsrfError,
+    LoginRequiredError,
+    check_csrf,
+    csrf_token,
+    safe_next,
+)
+from imgapi.routes.status import (
+    MAX_PER_PAGE,
+    StatusOut,
+    output_csv_download,
+    status_document,
+)
+from imgapi.runtime import Runtime
+
+__all__ = ["HANDLERS", "exception_handlers"]
+
+log = logging.getLogger("imgapi.admin")
+
+REQUESTS_PER_PAGE = 25
+PRODUCTS_PER_PAGE = 50
+#: Added to every failed login, whatever the cause: slows guessing, hides nothing.
+FAILURE_DELAY = 0.3
+LOGIN_ERROR = "Wrong username or password, or too many failed attempts: wait a while and retry."
+_PAGE_HEADERS = {"Cache-Control": "no-store"}
+
+AnyRequest = Request[Any, Any, State]
+
+
+def _session(request: AnyRequest) -> dict[str, Any]:
+    # Without a cookie, request.session is a new dict each time: install one to write to.
+    session = request.scope.get("session")
+    if not isinstance(session, dict):
+        session = {}
+        request.set_session(session)
+    return session
+
+
+def _flash(request: AnyRequest, message: str, kind: str = "info") -> None:
+    _session(request).setdefault("flash", []).append([kind, message])
+
+
+def _render(request: AnyRequest, name: str, *, status_code: int = 200, **context: Any) -> Template:
+    session = _session(request)
+    context.setdefault("admin", getattr(request.state, "admin", None))
+    context.update(csrf_token=csrf_token(session), messages=session.pop("flash", []))
+    return Template(name, context=context, status_code=status_code, headers=_PAGE_HEADERS)
+
+
+async def _form(request: AnyRequest) -> dict[str, str]:
+    form = await request.form()
+    check_csrf(_session(request), form.get("csrf_token"))
+    return {key: value for key, value in form.items() if isinstance(value, str)}
+
+
+def _username(request: AnyRequest) -> str:
+    admin = getattr(request.state, "admin", None)
+    return str(getattr(admin, "username", "?"))
+
+
+# -- login ------------------------------------------------------------------------------------
+
+
+@get("/login", opt={"public": True}, name="admin:login")
+async def login_page(
+    request: AnyRequest, next: Annotated[str, QueryParameter(required=False)] = ADMIN_PATH
+) -> Template:
+    """The login form."""
+    return _render(request, "login.html", next=safe_next(next), error=None, username="")
+
+
+@post("/login", opt={"public": True}, status_code=303)
+async def login(request: AnyRequest, engine: NamedDependency[Engine]) -> Response[Any]:
+    """Check the password; on success a new session, on failure the form again (after a pause)."""
+    form = await _form(request)
+    username = form.get("username", "")[:150]
+    password = form.get("password", "")
+    next_path = safe_next(form.get("next"))
+    user = await authenticate(engine.db, username, password) if username and password else None
+    if user is None:
+        await anyio.sleep(FAILURE_DELAY)
+        log.warning("admin login refused for %r", username, extra={"admin_user": username})
+        return _render(request, "login.html", next=next_path, error=LOGIN_ERROR, username=username)
+    # A new session (and CSRF token) at login: a session planted before it is worthless.
+    request.set_session(
+        {
+            "uid": user.id,
+            "stamp": password_stamp(user),
+            "since": int(time.time()),
+            "csrf": secrets.token_urlsafe(32),
+        }
+    )
+    log.info("admin %s logged in", user.username, extra={"admin_user": user.username})
+    return Redirect(next_path, status_code=303)
+
+
+@post("/logout", status_code=303)
+async def logout(request: AnyRequest) -> Redirect:
+    """End the session."""
+    await _form(request)
+    log.info("admin %s logged out", _username(request), extra={"admin_user": _username(request)})
+    request.clear_session()
+    return Redirect(f"{ADMIN_PATH}/login", status_code=303)
+
+
+# -- pages ------------------------------------------------------------------------------------
+
+
+def _pages(total: int, per_page: int) -> int:
+    return max(1, math.ceil(total / per_page))
+
+
+@get("/", name="admin:requests")
+async def requests_list(
+    request: AnyRequest,
+    engine: NamedDependency[Engine],
+    status: Annotated[str, QueryParameter(required=False)] = "",
+    q: Annotated[str, QueryParameter(required=False, max_length=200)] = "",
+    page: Annotated[int, QueryParameter(ge=1)] = 1,
+) -> Template:
+    """Requests, newest first, filtered by status and searched by id or product name."""
+    statuses = [s.value for s in RequestStatus]
+    chosen = RequestStatus(status) if status in statuses else None
+    rows, total = await engine.list_requests(
+        status=chosen,
+        search=q.strip() or None,
+        limit=REQUESTS_PER_PAGE,
+        offset=(page - 1) * REQUESTS_PER_PAGE,
+    )
+    filters = {k: v for k, v in (("status", chosen.value if chosen else ""), ("q", q)) if v}
+
+    def page_url(number: int) -> str:
+        return f"{ADMIN_PATH}?{urlencode({**filters, 'page': number})}"
+
+    return _render(
+        request,
+        "list.html",
+        rows=rows,
+        total=total,
+        page=page,
+        pages=_pages(total, REQUESTS_PER_PAGE),
+        page_url=page_url,
+        statuses=statuses,
+        status=chosen.value if chosen else "",
+        q=q,
+    )
+
+
+@get("/requests/{request_id:str}", name="admin:request")
+async def request_detail(
+    request: AnyRequest,
+    request_id: FromPath[str],
+    engine: NamedDependency[Engine],
+    page: Annotated[int, QueryParameter(ge=1)] = 1,
+) -> Template:
+    """One request: its products and images (with thumbnails) and its webhook deliveries."""
+    info = await engine.status(request_id)
+    products = await engine.products(
+        info.request_id, start=(page - 1) * PRODUCTS_PER_PAGE, limit=PRODUCTS_PER_PAGE
+    )
+    deliveries = await engine.deliveries(info.request_id)
+    base = f"{ADMIN_PATH}/requests/{info.request_id}"
+    return _render(
+        request,
+        "detail.html",
+        info=info,
+        base=base,
+        products=products,
+        deliveries=deliveries,
+        page=page,
+        pages=_pages(info.total_products, PRODUCTS_PER_PAGE),
+        page_url=lambda number: f"{base}?page={number}",
+    )
+
+
+@get("/requests/{request_id:uuid}/thumbs/{image_id:int}", media_type="image/jpeg")
+async def thumbnail(
+    request_id: FromPath[UUID], image_id: FromPath[int], engine: NamedDependency[Engine]
+) -> Response[bytes]:
+    """An image's stored thumbnail (a small JPEG made when it was processed)."""
+    try:
+        data = await engine.storage.get(f"requests/{request_id}/{image_id}{THUMBNAIL_EXTENSION}")
+    except (KeyError, StorageError):
+        raise RequestNotFoundError(request_id) from None
+    return Response(
+        data,
+        media_type="image/jpeg",
+        headers={"Cache-Control": "private, max-age=86400", "X-Content-Type-Options": "nosniff"},
+    )
+
+
+@get("/requests/{request_id:str}/status.json")
+async def status_json(
+    request: AnyRequest,
+    request_id: FromPath[str],
+    runtime: NamedDependency[Runtime],
+    engine: NamedDependency[Engine],
+    page: Annotated[int, QueryParameter(ge=1)] = 1,
+    per_page: Annotated[int, QueryParameter(ge=1, le=MAX_PER_PAGE)] = 100,
+) -> Response[StatusOut]:
+    """The status document of ``GET /status/{id}``, for a logged-in admin (no API key)."""
+    info = await engine.status(request_id)
+    products = await engine.products(info.request_id, start=(page - 1) * per_page, limit=per_page)
+    document = status_document(
+        info,
+        products,
+        await engine.deliveries(info.request_id),
+        base=runtime.settings.base_url,
+        path=request.url.path,
+        page=page,
+        per_page=per_page,
+    )
+    return Response(document, headers=_PAGE_HEADERS)
+
+
+@get("/requests/{request_id:str}/output.csv", media_type="text/csv")
+async def output_csv(request_id: FromPath[str], engine: NamedDependency[Engine]) -> Stream:
+    """The output CSV, for a logged-in admin (no API key)."""
+    return await output_csv_download(engine, request_id)
+
+
+# -- actions ----------------------------------------------------------------------------------
+
+
+@post("/requests/{request_id:str}/retry", status_code=303)
+async def retry(
+    request: AnyRequest, request_id: FromPath[str], engine: NamedDependency[Engine]
+) -> Redirect:
+    """Queue the request's failed images again."""
+    await _form(request)
+    info = await engine.status(request_id)
+    count = await engine.retry_failed(info.request_id)
+    log.info(
+        "admin %s retried %d failed images of request %s",
+        _username(request),
+        count,
+        info.request_id,
+        extra={"admin_user": _username(request), "request_id": str(info.request_id)},
+    )
+    _flash(request, f"{count} failed image(s) queued again." if count else "No failed images.")
+    return Redirect(f"{ADMIN_PATH}/requests/{info.request_id}", status_code=303)
+
+
+@get("/requests/{request_id:str}/delete")
+async def delete_page(
+    request: AnyRequest, request_id: FromPath[str], engine: NamedDependency[Engine]
+) -> Template:
+    """Ask before deleting."""
+    info = await engine.status(request_id)
+    return _render(request, "delete.html", info=info)
+
+
+@post("/requests/{request_id:str}/delete", status_code=303)
+async def delete(
+    request: AnyRequest, request_id: FromPath[str], engine: NamedDependency[Engine]
+) -> Redirect:
+    """Delete the request, its rows and its stored images."""
+    await _form(request)
+    info: RequestInfo = await engine.status(request_id)
+    await engine.delete_request(info.request_id)
+    log.info(
+        "admin %s deleted request %s",
+        _username(request),
+        info.request_id,
+        extra={"admin_user": _username(request), "request_id": str(info.request_id)},
+    )
+    _flash(request, f"Request {info.request_id} deleted with its {info.done} stored image(s).")
+    return Redirect(ADMIN_PATH, status_code=303)
+
+
+# -- stylesheet and errors --------------------------------------------------------------------
+
+
+def _stylesheet() -> bytes:
+    from importlib.resources import files
+
+    return files("imgapi.admin").joinpath("static/admin.css").read_bytes()
+
+
+@get("/static/admin.css", opt={"public": True}, media_type="text/css")
+async def stylesheet() -> Response[bytes]:
+    """The admin pages' only stylesheet."""
+    return Response(
+        _stylesheet(), media_type="text/css", headers={"Cache-Control": "public, max-age=3600"}
+    )
+
+
+def _login_redirect(_: AnyRequest, exc: LoginRequiredError) -> Response[Any]:
+    query = "" if exc.next_path == ADMIN_PATH else "?" + urlencode({"next": exc.next_path})
+    return Redirect(f"{ADMIN_PATH}/login{query}", status_code=303)
+
+
+def _csrf_refused(request: AnyRequest, _: CsrfError) -> Response[Any]:
+    log.warning("admin form refused: missing or wrong CSRF token (%s)", request.url.path)
+    message = "This form has expired or did not come from this site. Reload the page and retry."
+    return _render(request, "error.html", status_code=403, title="Forbidden", message=message)
+
+
+def _not_found(request: AnyRequest, _: RequestNotFoundError) -> Response[Any]:
+    return _render(
+        request, "error.html", status_code=404, title="Not found", message="No such request."
+    )
+
+
+def exception_handlers() -> ExceptionHandlersMap:
+    """The admin router's handlers: login redirect, 403 for CSRF, HTML 404."""
+    return {
+        LoginRequiredError: _login_redirect,
+        CsrfError: _csrf_refused,
+        RequestNotFoundError: _not_found,
+    }
+
+
+HANDLERS = [
+    login_page,
+    login,
+    logout,
+    requests_list,
+    request_detail,
+    thumbnail,
+    status_json,
+    output_csv,
+    retry,
+    delete_page,
+    delete,
+    stylesheet,
+]

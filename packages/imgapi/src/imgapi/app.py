@@ -1,0 +1,71 @@
+"""The Litestar application: ``create_app(settings)``."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from litestar import Litestar
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.middleware import DefineMiddleware
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.spec import Components
+from litestar.types import ControllerRouterHandler
+
+from imgapi import __version__
+from imgapi.admin import admin_router, template_config
+from imgapi.auth import SECURITY_SCHEMES
+from imgapi.logs import configure_logging
+from imgapi.metrics import Metrics
+from imgapi.middleware import RequestContextMiddleware
+from imgapi.problems import exception_handlers
+from imgapi.routes.health import healthz, metrics, readyz
+from imgapi.routes.media import media
+from imgapi.routes.status import output_csv, status
+from imgapi.routes.upload import upload
+from imgapi.runtime import Runtime, provide_engine, provide_runtime, run_engine
+from imgapi.settings import Settings
+
+__all__ = ["create_app"]
+
+# Bodies of routes other than the upload (which enforces IMGAPI_MAX_UPLOAD_BYTES itself).
+OTHER_BODY_LIMIT = 64 * 1024
+
+
+def create_app(settings: Settings | None = None) -> Litestar:
+    """The API app; ``settings`` default to the ``IMGAPI_*`` / ``IMGCORE_*`` environment.
+
+    Its lifespan opens an :class:`imgcore.engine.Engine` and runs the executor in the
+    background; ``/media`` is mounted when storage is a local directory (``file:``).
+    """
+    settings = settings if settings is not None else Settings.from_env()
+    configure_logging(settings.log_level, settings.log_format)
+    runtime = Runtime(settings, Metrics())
+    handlers: list[ControllerRouterHandler] = [upload, status, output_csv, healthz, readyz, metrics]
+    if urlsplit(settings.core.storage_url).scheme == "file":
+        handlers.append(media)
+    handlers.append(admin_router(settings))
+    return Litestar(
+        route_handlers=handlers,
+        lifespan=[run_engine],
+        state=State({"runtime": runtime}),
+        dependencies={
+            "runtime": Provide(provide_runtime, sync_to_thread=False),
+            "engine": Provide(provide_engine, sync_to_thread=False),
+        },
+        middleware=[DefineMiddleware(RequestContextMiddleware, metrics=runtime.metrics)],
+        exception_handlers=exception_handlers(),
+        template_config=template_config(),
+        request_max_body_size=OTHER_BODY_LIMIT,
+        openapi_config=OpenAPIConfig(
+            title="imgapi",
+            version=__version__,
+            description=(
+                "Upload a CSV of products and their image URLs; every image is downloaded, "
+                "compressed and stored. Errors are RFC 9457 problem documents."
+            ),
+            path="/schema",
+            components=Components(security_schemes=SECURITY_SCHEMES),
+        ),
+        logging_config=None,
+    )

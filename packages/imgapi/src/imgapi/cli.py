@@ -1,0 +1,125 @@
+"""The ``imgapi`` command line: ``imgapi serve``, ``imgapi create-admin``."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import sys
+from collections.abc import Sequence
+
+from imgcore.errors import ImgcoreError
+from imgcore.tuning import limit_malloc_arenas
+
+from imgapi import __version__
+from imgapi.admin.accounts import PasswordError
+from imgapi.logs import configure_logging
+from imgapi.settings import Settings, env_name
+
+__all__ = ["main"]
+
+
+def _parser(settings: Settings) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="imgapi", description="The imgcore HTTP API (Litestar on uvicorn)."
+    )
+    parser.add_argument("--version", action="version", version=f"imgapi {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    serve = sub.add_parser(
+        "serve",
+        help="run the API and the executor (embedded default: ./imgcore.sqlite3, ./media)",
+    )
+    serve.add_argument(
+        "--host", default=settings.host, help=f"address to listen on (default {settings.host})"
+    )
+    serve.add_argument(
+        "--port", type=int, default=settings.port, help=f"port (default {settings.port})"
+    )
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=settings.workers,
+        help=f"server processes, each with an executor (default {settings.workers})",
+    )
+    admin = sub.add_parser(
+        "create-admin",
+        help="create an admin user, or set its password (read from a prompt, or stdin if piped)",
+    )
+    admin.add_argument("username")
+    return parser
+
+
+def read_password(prompt: str = "Password: ") -> str:
+    """The new password: typed twice at a terminal, else the first line of stdin."""
+    if sys.stdin.isatty():
+        first = getpass.getpass(prompt)
+        if getpass.getpass("Password (again): ") != first:
+            raise PasswordError("the passwords do not match")
+        return first
+    return sys.stdin.readline().rstrip("\r\n")
+
+
+def create_admin(settings: Settings, username: str, password: str) -> bool:
+    """Create the admin user or set its password; True if created."""
+    import anyio
+    from imgcore.engine import Engine
+
+    from imgapi.admin.accounts import check_password_rules, save_admin
+
+    check_password_rules(username, password)
+
+    async def save() -> bool:
+        async with Engine(settings.core) as engine:
+            return await save_admin(engine.db, username, password)
+
+    return anyio.run(save)
+
+
+def _local_url(host: str, port: int) -> str:
+    if host in ("", "0.0.0.0", "::"):  # noqa: S104 - naming the wildcard, not binding it
+        host = "127.0.0.1"
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def serve(settings: Settings, host: str, port: int, workers: int) -> None:
+    """Run uvicorn with :func:`imgapi.app.create_app` until SIGINT/SIGTERM."""
+    import uvicorn
+
+    # Flat memory over many images (see imgcore.tuning): here, and in worker processes.
+    limit_malloc_arenas()
+    os.environ.setdefault("MALLOC_ARENA_MAX", "2")
+    # Workers build their app from the environment: links must name the port chosen here.
+    os.environ.setdefault(env_name("public_url"), _local_url(host, port))
+    uvicorn.run(
+        "imgapi.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        lifespan="on",
+        log_config=None,  # our handler (configured in each process by create_app)
+        access_log=False,  # our middleware logs one line per request
+        server_header=False,
+        timeout_graceful_shutdown=int(settings.shutdown_timeout),
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``imgapi`` command."""
+    try:
+        settings = Settings.from_env()
+    except ImgcoreError as exc:
+        print(f"imgapi: {exc}", file=sys.stderr)
+        return 2
+    args = _parser(settings).parse_args(argv)
+    configure_logging(settings.log_level, settings.log_format)
+    if args.command == "serve":
+        serve(settings, args.host, args.port, args.workers)
+    elif args.command == "create-admin":
+        try:
+            created = create_admin(settings, args.username, read_password())
+        except ImgcoreError as exc:
+            print(f"imgapi: {exc}", file=sys.stderr)
+            return 1
+        print(f"admin user {args.username!r} {'created' if created else 'updated'}")
+    return 0

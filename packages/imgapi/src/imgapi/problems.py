@@ -1,0 +1,205 @@
+"""Errors as RFC 9457 problem documents (``application/problem+json``).
+
+Handlers raise :class:`ProblemError` (or let imgcore's typed errors through); the exception
+handlers registered by :func:`exception_handlers` turn every error, Litestar's own included,
+into a :class:`Problem`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from http import HTTPStatus
+from typing import Any
+
+import msgspec
+from imgcore.csvio import CsvIssue, CsvValidationError
+from imgcore.engine import RequestNotFoundError
+from imgcore.errors import ImgcoreError
+from imgcore.notify.webhook import WebhookURLError
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.types import ExceptionHandlersMap
+
+__all__ = [
+    "PROBLEM_MEDIA_TYPE",
+    "Problem",
+    "ProblemError",
+    "ProblemIssue",
+    "exception_handlers",
+    "problem_responses",
+]
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+TYPE_PREFIX = "urn:imgapi:problem:"
+
+log = logging.getLogger("imgapi.errors")
+
+
+class ProblemIssue(msgspec.Struct, frozen=True, kw_only=True):
+    """One problem in the input: a CSV cell or row, or a request parameter."""
+
+    row: int | None = None
+    column: str | None = None
+    reason: str
+    message: str
+
+
+class Problem(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """An RFC 9457 problem document; ``reason`` is the machine-readable code."""
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str | None = None
+    instance: str | None = None
+    reason: str | None = None
+    errors: list[ProblemIssue] | None = None
+    truncated: bool | None = None
+
+
+class ProblemError(Exception):
+    """Raise in a handler to answer with a problem document."""
+
+    def __init__(
+        self,
+        status: int,
+        detail: str,
+        *,
+        reason: str,
+        errors: Iterable[ProblemIssue] | None = None,
+        truncated: bool | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.reason = reason
+        self.errors = list(errors) if errors is not None else None
+        self.truncated = truncated
+        self.headers = dict(headers or {})
+
+    def problem(self, instance: str | None = None) -> Problem:
+        """This error as a problem document."""
+        return Problem(
+            type=TYPE_PREFIX + self.reason,
+            title=HTTPStatus(self.status).phrase,
+            status=self.status,
+            detail=self.detail,
+            instance=instance,
+            reason=self.reason,
+            errors=self.errors,
+            truncated=self.truncated,
+        )
+
+
+def from_imgcore(exc: ImgcoreError) -> ProblemError:
+    """The HTTP answer to one of imgcore's typed errors."""
+    if isinstance(exc, CsvValidationError):
+        too_large = any(issue.reason == "file_too_large" for issue in exc.issues)
+        return ProblemError(
+            413 if too_large else 400,
+            exc.message,
+            reason=exc.reason,
+            errors=[_issue(issue) for issue in exc.issues],
+            truncated=exc.truncated or None,
+        )
+    if isinstance(exc, RequestNotFoundError):
+        return ProblemError(404, "no request has this id", reason=exc.reason)
+    if isinstance(exc, WebhookURLError):
+        return ProblemError(400, exc.message, reason=exc.reason)
+    log.error("unexpected imgcore error: %s", exc, exc_info=exc)
+    return ProblemError(500, "the server could not complete the request", reason="internal_error")
+
+
+def _issue(issue: CsvIssue) -> ProblemIssue:
+    return ProblemIssue(
+        row=issue.row, column=issue.column, reason=issue.reason, message=issue.message
+    )
+
+
+def problem_response(problem: Problem, headers: Mapping[str, str] | None = None) -> Response[Any]:
+    """A response carrying ``problem``."""
+    return Response(
+        content=msgspec.json.encode(problem),
+        status_code=problem.status,
+        media_type=PROBLEM_MEDIA_TYPE,
+        headers=dict(headers or {}),
+    )
+
+
+def _handle_problem(request: Request[Any, Any, Any], exc: ProblemError) -> Response[Any]:
+    return problem_response(exc.problem(request.url.path), exc.headers)
+
+
+def _handle_imgcore(request: Request[Any, Any, Any], exc: ImgcoreError) -> Response[Any]:
+    return _handle_problem(request, from_imgcore(exc))
+
+
+def _handle_http(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+    status = exc.status_code
+    errors = None
+    if isinstance(exc, ValidationException) and isinstance(exc.extra, list):
+        errors = [
+            ProblemIssue(
+                reason="invalid_parameter",
+                message=f"{item.get('key', '?')}: {item.get('message', 'invalid')}",
+            )
+            for item in exc.extra
+            if isinstance(item, dict)
+        ]
+    reason = HTTPStatus(status).phrase.lower().replace(" ", "_").replace("-", "_")
+    if status >= 500:
+        log.error("HTTP %d: %s", status, exc.detail, exc_info=exc)
+    problem = Problem(
+        type=TYPE_PREFIX + reason,
+        title=HTTPStatus(status).phrase,
+        status=status,
+        detail=exc.detail if status < 500 else None,
+        instance=request.url.path,
+        reason=reason,
+        errors=errors or None,
+    )
+    return problem_response(problem, exc.headers)
+
+
+def _handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    log.error("unhandled error: %s", exc, exc_info=exc)
+    return _handle_problem(
+        request,
+        ProblemError(500, "the server could not complete the request", reason="internal_error"),
+    )
+
+
+def exception_handlers() -> ExceptionHandlersMap:
+    """The app's exception handlers: every error becomes a problem document."""
+    return {
+        ProblemError: _handle_problem,
+        ImgcoreError: _handle_imgcore,
+        HTTPException: _handle_http,
+        Exception: _handle_unexpected,
+    }
+
+
+_DESCRIPTIONS = {
+    400: "The request is invalid; for a CSV, `errors` lists every problem with row and column",
+    401: "An API key is required (Authorization: Bearer KEY or X-API-Key: KEY)",
+    404: "No such resource",
+    413: "The upload is larger than the server accepts",
+    415: "The body (or its file part) is not a CSV",
+    503: "A dependency (the database, the executor) is not available",
+}
+
+
+def problem_responses(*statuses: int) -> dict[int, ResponseSpec]:
+    """OpenAPI entries documenting the problem documents a route may answer with."""
+    return {
+        status: ResponseSpec(
+            data_container=Problem,
+            media_type=PROBLEM_MEDIA_TYPE,
+            description=_DESCRIPTIONS.get(status, HTTPStatus(status).phrase),
+            generate_examples=False,
+        )
+        for status in statuses
+    }

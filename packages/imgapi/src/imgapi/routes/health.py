@@ -1,0 +1,85 @@
+"""Probes and metrics: ``/healthz``, ``/readyz``, ``/metrics``."""
+
+from __future__ import annotations
+
+import logging
+
+import anyio
+import msgspec
+import sqlalchemy as sa
+from imgcore.states import RequestStatus
+from litestar import Response, get
+from litestar.di import NamedDependency
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from imgapi.problems import ProblemError, problem_responses
+from imgapi.runtime import Runtime
+
+__all__ = ["Health", "healthz", "metrics", "readyz"]
+
+PROBE_TIMEOUT = 2.0
+
+log = logging.getLogger("imgapi.health")
+
+
+class Health(msgspec.Struct, frozen=True, kw_only=True):
+    """A probe's answer."""
+
+    status: str
+
+
+@get(
+    "/healthz",
+    responses=problem_responses(503),
+    summary="Liveness: the process runs and its executor too",
+    tags=["operations"],
+)
+async def healthz(runtime: NamedDependency[Runtime]) -> Health:
+    """Up while the executor runs."""
+    if runtime.engine is None or not runtime.executor_alive:
+        raise ProblemError(503, "the executor is not running", reason="executor_down")
+    return Health(status="ok")
+
+
+@get(
+    "/readyz",
+    responses=problem_responses(503),
+    summary="Readiness: the database answers",
+    tags=["operations"],
+)
+async def readyz(runtime: NamedDependency[Runtime]) -> Health:
+    """Ready when ``SELECT 1`` succeeds within two seconds and the executor runs."""
+    engine = runtime.engine
+    if engine is None or not runtime.executor_alive:
+        raise ProblemError(503, "the executor is not running", reason="executor_down")
+    try:
+        with anyio.fail_after(PROBE_TIMEOUT):
+            async with engine.db.connect() as conn:
+                await conn.execute(sa.text("SELECT 1"))
+    except Exception as exc:
+        log.warning("readiness: database unreachable: %s", exc)
+        raise ProblemError(
+            503, "the database does not answer", reason="database_unavailable"
+        ) from None
+    return Health(status="ready")
+
+
+@get(
+    "/metrics",
+    media_type=CONTENT_TYPE_LATEST,
+    summary="Prometheus metrics",
+    tags=["operations"],
+)
+async def metrics(runtime: NamedDependency[Runtime]) -> Response[bytes]:
+    """Every metric in the Prometheus text format."""
+    engine = runtime.engine
+    if engine is not None:
+        try:
+            with anyio.fail_after(PROBE_TIMEOUT):
+                for status in RequestStatus:
+                    _, count = await engine.list_requests(status=status, limit=0)
+                    runtime.metrics.requests.labels(status.value).set(count)
+        except Exception as exc:
+            # The other metrics are still worth a scrape.
+            log.warning("metrics: cannot count requests: %s", exc)
+    return Response(generate_latest(runtime.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,91 @@
+"""``GET /media/{key}``: the stored images, when storage is a local directory (``file:``)."""
+
+from __future__ import annotations
+
+import mimetypes
+import os
+import stat
+from typing import Any
+
+import anyio
+from imgcore.engine import Engine
+from imgcore.storage.base import StorageError
+from imgcore.storage.filesystem import FileStorage
+from litestar import Request, Response, get
+from litestar.datastructures import ETag
+from litestar.di import NamedDependency
+from litestar.params import FromPath
+from litestar.response import File
+
+from imgapi.problems import ProblemError, problem_responses
+
+__all__ = ["CACHE_CONTROL", "media"]
+
+#: A key always holds the same image once written (a re-run rewrites identical bytes).
+CACHE_CONTROL = "public, max-age=31536000, immutable"
+
+# mimetypes on Python 3.11 does not know every output format.
+_TYPES = {
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".webp": "image/webp",
+    ".avif": "image/avif",
+    ".png": "image/png",
+}
+
+
+def _not_found() -> ProblemError:
+    return ProblemError(404, "no stored file has this name", reason="not_found")
+
+
+def _etag_matches(if_none_match: str | None, etag: str) -> bool:
+    if not if_none_match:
+        return False
+    if if_none_match.strip() == "*":
+        return True
+    # Weak comparison (RFC 9110 13.1.2): W/ prefixes do not matter for If-None-Match.
+    candidates = {tag.strip().removeprefix("W/") for tag in if_none_match.split(",")}
+    return etag in candidates
+
+
+@get(
+    "/media/{key:path}",
+    responses=problem_responses(400, 404),
+    summary="A stored image",
+    description="Served with a strong ETag and a one-year immutable Cache-Control.",
+    tags=["media"],
+    media_type="application/octet-stream",
+)
+async def media(
+    request: Request[Any, Any, Any], key: FromPath[str], engine: NamedDependency[Engine]
+) -> Response[Any]:
+    """Serve one stored file."""
+    storage = engine.storage
+    if not isinstance(storage, FileStorage):
+        raise _not_found()
+    try:
+        # path_for refuses absolute keys, "..", hidden parts and anything outside the root.
+        path = storage.path_for(key.lstrip("/"))
+        info = await anyio.to_thread.run_sync(os.stat, path)
+    except (StorageError, OSError, ValueError):
+        raise _not_found() from None
+    if not stat.S_ISREG(info.st_mode):
+        raise _not_found()
+    tag = f"{info.st_size:x}-{info.st_mtime_ns:x}"
+    headers = {"Cache-Control": CACHE_CONTROL, "X-Content-Type-Options": "nosniff"}
+    if _etag_matches(request.headers.get("if-none-match"), f'"{tag}"'):
+        return Response(b"", status_code=304, headers={**headers, "ETag": f'"{tag}"'})
+    media_type = (
+        _TYPES.get(path.suffix.lower())
+        or mimetypes.guess_type(path.name)[0]
+        or "application/octet-stream"
+    )
+    return File(
+        path,
+        filename=path.name,
+        content_disposition_type="inline",
+        media_type=media_type,
+        stat_result=info,
+        etag=ETag(value=tag),
+        headers=headers,
+    )

@@ -1,0 +1,134 @@
+"""Settings of the HTTP API: one msgspec Struct, read from ``IMGAPI_*`` environment variables.
+
+Every field ``name`` (except ``core``) is read from ``IMGAPI_NAME``; tuples are comma-separated.
+``core`` is imgcore's :class:`~imgcore.config.Config`, read from the ``IMGCORE_*`` variables.
+The descriptions below are the reference documentation.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
+
+import msgspec
+from imgcore.config import Config, ConfigError
+from imgcore.config import env_name as core_env_name
+
+__all__ = ["ENV_PREFIX", "Settings", "env_name"]
+
+ENV_PREFIX = "IMGAPI_"
+
+
+def _doc(description: str, **kw: Any) -> msgspec.Meta:
+    return msgspec.Meta(description=description, **kw)
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    """Everything the API needs; defaults give the embedded setup on http://127.0.0.1:8000."""
+
+    public_url: Annotated[
+        str,
+        _doc(
+            "Base URL clients reach the API at (links in responses and webhooks; stored files "
+            "are served under PUBLIC_URL/media unless IMGCORE_PUBLIC_URL says otherwise)"
+        ),
+    ] = "http://127.0.0.1:8000"
+    api_keys: Annotated[
+        tuple[str, ...],
+        _doc(
+            "API keys, comma-separated. When set, upload and status calls need "
+            "'Authorization: Bearer KEY' or 'X-API-Key: KEY'. Empty: the API is open"
+        ),
+    ] = ()
+    session_secret: Annotated[
+        str,
+        _doc(
+            "Secret that signs admin session cookies; empty: a random one per process "
+            "(sessions end when it restarts)"
+        ),
+    ] = ""
+    max_upload_bytes: Annotated[
+        int, _doc("Largest upload request body in bytes (larger ones get 413)", gt=0)
+    ] = 100_000_000
+    host: Annotated[str, _doc("Address `imgapi serve` listens on")] = "127.0.0.1"
+    port: Annotated[int, _doc("Port `imgapi serve` listens on", ge=0, le=65535)] = 8000
+    workers: Annotated[
+        int, _doc("Server processes started by `imgapi serve` (each runs an executor)", ge=1)
+    ] = 1
+    shutdown_timeout: Annotated[
+        float,
+        _doc("Seconds in-flight HTTP requests get to finish on shutdown", gt=0),
+    ] = 30.0
+    log_level: Annotated[
+        Literal["DEBUG", "INFO", "WARNING", "ERROR"], _doc("Least severe log level written")
+    ] = "INFO"
+    log_format: Annotated[
+        Literal["json", "text", "none"],
+        _doc(
+            "Log lines as JSON objects, as key=value text, or 'none' to leave logging as the "
+            "host process configured it"
+        ),
+    ] = "json"
+    core: Annotated[Config, _doc("imgcore's configuration, from the IMGCORE_* variables")] = (
+        msgspec.field(default_factory=Config)
+    )
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Read the ``IMGAPI_*`` and ``IMGCORE_*`` variables; ``overrides`` win over both.
+
+        ``IMGCORE_PUBLIC_URL`` and ``IMGCORE_API_URL``, when not set, follow
+        ``IMGAPI_PUBLIC_URL`` (``…/media`` and the URL itself).
+        """
+        env = os.environ if environ is None else environ
+        raw: dict[str, Any] = {}
+        for name in cls.__struct_fields__:
+            if name == "core":
+                continue
+            value = env.get(env_name(name))
+            if value is None:
+                continue
+            if name == "api_keys":
+                raw[name] = [item.strip() for item in value.split(",") if item.strip()]
+            else:
+                raw[name] = value
+        raw.update({k: v for k, v in overrides.items() if k != "core"})
+        try:
+            settings = msgspec.convert(raw, cls, strict=False)
+        except msgspec.ValidationError as exc:
+            raise ConfigError(_env_message(str(exc))) from exc
+        core = overrides.get("core")
+        if core is None:
+            core = Config.from_env(env, **derived_core_urls(settings.public_url, env))
+        return msgspec.structs.replace(settings, core=core)
+
+    @property
+    def base_url(self) -> str:
+        """``public_url`` without a trailing slash."""
+        return self.public_url.rstrip("/")
+
+
+def derived_core_urls(public_url: str, environ: Mapping[str, str]) -> dict[str, str]:
+    """imgcore's ``public_url`` and ``api_url`` from the API's, for those not set explicitly."""
+    base = public_url.rstrip("/")
+    derived: dict[str, str] = {}
+    if core_env_name("public_url") not in environ:
+        derived["public_url"] = f"{base}/media"
+    if core_env_name("api_url") not in environ:
+        derived["api_url"] = base
+    return derived
+
+
+def env_name(field: str) -> str:
+    """The environment variable that sets ``field``."""
+    return ENV_PREFIX + field.upper()
+
+
+def _env_message(message: str) -> str:
+    # msgspec says "at `$.port`"; users set variables, so name the variable.
+    if "`$." in message:
+        head, _, rest = message.partition("`$.")
+        field, _, tail = rest.partition("`")
+        return f"{head}{env_name(field.split('[')[0])}{tail}"
+    return message
