@@ -1,0 +1,350 @@
+"""The admin pages under the test client: login, lockout, CSRF, list, detail, actions."""
+
+from __future__ import annotations
+
+import io
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+
+import anyio
+import httpx
+import pytest
+import sqlalchemy as sa
+from imgapi import Settings, create_app
+from imgapi.admin.accounts import MAX_FAILURES, save_admin
+from imgapi.admin.security import COOKIE_NAME, safe_next
+from imgcore.db.tables import admin_users
+from imgcore.engine import Engine
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
+from PIL import Image
+from support.csvgen import make_csv, photo_urls
+from support.origin import OriginServer
+from support.server import core_config
+
+pytestmark = pytest.mark.anyio
+
+PASSWORD = "correct horse battery"
+Client = AsyncTestClient[Litestar]
+
+
+def engine_of(client: Client) -> Engine:
+    engine = client.app.state.runtime.engine
+    assert engine is not None
+    return engine
+
+
+def csrf_of(html: str) -> str:
+    match = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert match, "no CSRF token in the page"
+    return match.group(1)
+
+
+async def log_in(
+    client: Client, username: str = "admin", password: str = PASSWORD, next: str = "/admin"
+) -> httpx.Response:
+    token = csrf_of((await client.get("/admin/login")).text)
+    return await client.post(
+        "/admin/login",
+        data={"csrf_token": token, "username": username, "password": password, "next": next},
+        follow_redirects=False,
+    )
+
+
+async def wait_finished(engine: Engine, request_id: object) -> None:
+    with anyio.fail_after(30):
+        await engine.wait(str(request_id), interval=0.05)
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """As conftest's, compressing in threads: no worker processes to start for a few images."""
+    return Settings(
+        core=core_config(tmp_path, compress_pool="thread"),
+        log_format="none",
+        max_upload_bytes=1_000_000,
+    )
+
+
+@pytest.fixture
+async def admin(client: Client) -> Client:
+    """The client, logged in as 'admin'."""
+    await save_admin(engine_of(client).db, "admin", PASSWORD)
+    response = await log_in(client)
+    assert response.status_code == 303, response.text
+    return client
+
+
+async def finished_request(client: Client, rows: list[list[str]], filename: str = "a.csv") -> str:
+    engine = engine_of(client)
+    request_id = await engine.submit_csv(make_csv(rows), filename=filename)
+    await wait_finished(engine, request_id)
+    return str(request_id)
+
+
+# -- login ------------------------------------------------------------------------------------
+
+
+async def test_an_anonymous_visit_is_redirected_to_the_login_page(client: Client) -> None:
+    response = await client.get("/admin/requests/x?page=2", follow_redirects=False)
+    assert response.status_code == 303
+    assert response.headers["location"] == "/admin/login?next=%2Fadmin%2Frequests%2Fx%3Fpage%3D2"
+
+
+async def test_an_anonymous_thumbnail_or_csv_is_not_served(client: Client) -> None:
+    rid = "00000000-0000-0000-0000-000000000000"
+    for path in (f"/admin/requests/{rid}/thumbs/1", f"/admin/requests/{rid}/output.csv"):
+        response = await client.get(path, follow_redirects=False)
+        assert response.status_code == 303
+        assert response.headers["location"].startswith("/admin/login")
+
+
+async def test_the_right_password_logs_in_and_goes_to_next(client: Client) -> None:
+    await save_admin(engine_of(client).db, "admin", PASSWORD)
+    response = await log_in(client, next="/admin?status=Failed")
+    assert (response.status_code, response.headers["location"]) == (303, "/admin?status=Failed")
+    page = await client.get("/admin")
+    assert page.status_code == 200
+    assert "Log out" in page.text
+
+
+async def test_the_session_cookie_is_httponly_samesite_lax_and_scoped_to_admin(
+    client: Client,
+) -> None:
+    await save_admin(engine_of(client).db, "admin", PASSWORD)
+    cookie = (await log_in(client)).headers["set-cookie"]
+    assert cookie.startswith(f"{COOKIE_NAME}=")
+    assert "HttpOnly" in cookie and "SameSite=lax" in cookie and "Path=/admin" in cookie
+    assert "Secure" not in cookie  # the public URL is http here
+
+
+async def test_the_session_cookie_is_secure_when_the_public_url_is_https(tmp_path: Path) -> None:
+    settings = Settings(
+        core=core_config(tmp_path), log_format="none", public_url="https://admin.example"
+    )
+    async with AsyncTestClient(create_app(settings), base_url="https://admin.example") as client:
+        page = await client.get("/admin/login")
+    assert "Secure" in page.headers["set-cookie"]
+
+
+async def test_a_wrong_password_shows_the_form_again(client: Client) -> None:
+    await save_admin(engine_of(client).db, "admin", PASSWORD)
+    response = await log_in(client, password="wrong password")
+    assert response.status_code == 200
+    assert "Wrong username or password" in response.text
+    assert (await client.get("/admin", follow_redirects=False)).status_code == 303
+
+
+async def test_an_unknown_user_gets_the_same_answer(client: Client) -> None:
+    response = await log_in(client, username="nobody", password="whatever1")
+    assert response.status_code == 200
+    assert "Wrong username or password" in response.text
+
+
+async def test_repeated_wrong_passwords_lock_the_user_out(client: Client) -> None:
+    await save_admin(engine_of(client).db, "admin", PASSWORD)
+    for _ in range(MAX_FAILURES):
+        await log_in(client, password="wrong password")
+    response = await log_in(client)  # the right one, too late
+    assert response.status_code == 200
+    assert "too many failed attempts" in response.text
+    async with engine_of(client).db.connect() as conn:
+        locked_until = (await conn.execute(sa.select(admin_users.c.locked_until))).scalar_one()
+    assert locked_until is not None and locked_until > datetime.now(UTC)
+
+
+async def test_a_new_password_lifts_the_lockout(client: Client) -> None:
+    db = engine_of(client).db
+    await save_admin(db, "admin", PASSWORD)
+    for _ in range(MAX_FAILURES):
+        await log_in(client, password="wrong password")
+    await save_admin(db, "admin", "another good password")
+    assert (await log_in(client, password="another good password")).status_code == 303
+
+
+async def test_a_login_without_the_csrf_token_is_refused(client: Client) -> None:
+    await save_admin(engine_of(client).db, "admin", PASSWORD)
+    await client.get("/admin/login")
+    response = await client.post(
+        "/admin/login", data={"username": "admin", "password": PASSWORD}, follow_redirects=False
+    )
+    assert response.status_code == 403
+
+
+async def test_a_password_change_ends_existing_sessions(admin: Client) -> None:
+    await save_admin(engine_of(admin).db, "admin", "a changed password")
+    assert (await admin.get("/admin", follow_redirects=False)).status_code == 303
+
+
+async def test_logging_out_ends_the_session(admin: Client) -> None:
+    token = csrf_of((await admin.get("/admin")).text)
+    response = await admin.post("/admin/logout", data={"csrf_token": token})
+    assert response.status_code == 200 and "Log in" in response.text
+    assert (await admin.get("/admin", follow_redirects=False)).status_code == 303
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("/admin/requests/1?page=2", "/admin/requests/1?page=2"),
+        ("/admin", "/admin"),
+        ("https://evil.example/admin", "/admin"),
+        ("//evil.example/admin", "/admin"),
+        ("/admin\\@evil.example", "/admin"),
+        ("/adminx", "/admin"),
+        ("/admin/../status/1", "/admin"),
+        ("/admin/\r\nSet-Cookie: x", "/admin"),
+        ("/media/x.jpg", "/admin"),
+        (None, "/admin"),
+    ],
+)
+def test_next_is_only_ever_a_path_of_the_admin_pages(value: str | None, expected: str) -> None:
+    assert safe_next(value) == expected
+
+
+# -- pages ------------------------------------------------------------------------------------
+
+
+async def test_the_list_shows_requests_newest_first_with_progress(
+    admin: Client, origin: OriginServer
+) -> None:
+    first = await finished_request(admin, [photo_urls(origin, 1, "a")], filename="first.csv")
+    second = await finished_request(admin, [photo_urls(origin, 2, "b")], filename="second.csv")
+    page = (await admin.get("/admin")).text
+    assert page.index(second) < page.index(first)
+    assert '<progress max="2" value="2">' in page
+    assert "2 done · 0 failed · 0 pending" in page
+
+
+async def test_the_list_filters_by_status(admin: Client, origin: OriginServer) -> None:
+    done = await finished_request(admin, [photo_urls(origin, 1, "ok")])
+    failed = await finished_request(admin, [[origin.url("/status/404")]])
+    page = (await admin.get("/admin", params={"status": "Failed"})).text
+    assert failed in page and done not in page
+
+
+async def test_the_list_searches_product_names_and_request_ids(
+    admin: Client, origin: OriginServer
+) -> None:
+    engine = engine_of(admin)
+    csv = (
+        b'S. No.,Product Name,Input Image Urls\r\n1,Blue Teapot,"'
+        + origin.url("/status/404").encode()
+        + b'"\r\n'
+    )
+    teapot = str(await engine.submit_csv(csv))
+    other = await finished_request(admin, [[origin.url("/status/404")]])
+    by_name = (await admin.get("/admin", params={"q": "teapot"})).text
+    assert teapot in by_name and other not in by_name
+    by_id = (await admin.get("/admin", params={"q": other})).text
+    assert other in by_id and teapot not in by_id
+
+
+async def test_the_list_is_paginated(admin: Client, origin: OriginServer) -> None:
+    engine = engine_of(admin)
+    ids = [str(await engine.submit_csv(make_csv([[origin.url("/status/404")]]))) for _ in range(26)]
+    first, second = (await admin.get("/admin")).text, (await admin.get("/admin?page=2")).text
+    assert ids[0] not in first and ids[0] in second
+    assert ids[-1] in first and 'rel="next"' in first and 'rel="prev"' in second
+
+
+async def test_product_names_are_escaped(admin: Client, origin: OriginServer) -> None:
+    csv = (
+        b'S. No.,Product Name,Input Image Urls\r\n1,<script>alert(1)</script>,"'
+        + origin.url("/status/404").encode()
+        + b'"\r\n'
+    )
+    request_id = await engine_of(admin).submit_csv(csv)
+    page = (await admin.get(f"/admin/requests/{request_id}")).text
+    assert "<script>alert(1)" not in page and "&lt;script&gt;alert(1)" in page
+
+
+async def test_the_detail_shows_each_image_with_its_stored_thumbnail(
+    admin: Client, origin: OriginServer
+) -> None:
+    request_id = await finished_request(admin, [photo_urls(origin, 2, "t")])
+    page = (await admin.get(f"/admin/requests/{request_id}")).text
+    thumbs = re.findall(rf'<img src="(/admin/requests/{request_id}/thumbs/\d+)"', page)
+    assert len(thumbs) == 2
+    assert page.count('href="http://127.0.0.1:8000/media/requests/') == 2
+    response = await admin.get(thumbs[0])
+    assert response.headers["content-type"] == "image/jpeg"
+    image = Image.open(io.BytesIO(response.content))
+    assert image.format == "JPEG" and max(image.size) == 256  # the photos are 640x480
+
+
+async def test_a_failed_image_has_no_thumbnail_and_shows_its_error(
+    admin: Client, origin: OriginServer
+) -> None:
+    request_id = await finished_request(admin, [[origin.url("/status/404")]])
+    page = (await admin.get(f"/admin/requests/{request_id}")).text
+    assert "/thumbs/" not in page
+    assert "http_status" in page or "404" in page
+
+
+async def test_an_unknown_request_is_a_404_page(admin: Client) -> None:
+    response = await admin.get("/admin/requests/00000000-0000-0000-0000-000000000000")
+    assert response.status_code == 404 and "No such request" in response.text
+
+
+async def test_the_admin_copies_of_status_and_csv_need_no_api_key(tmp_path: Path) -> None:
+    settings = Settings(core=core_config(tmp_path), log_format="none", api_keys=("k" * 32,))
+    async with AsyncTestClient(create_app(settings), base_url="http://127.0.0.1:8000") as client:
+        engine = engine_of(client)
+        await save_admin(engine.db, "admin", PASSWORD)
+        await log_in(client)
+        request_id = await engine.submit_csv(make_csv([["http://127.0.0.1:9/x.jpg"]]))
+        assert (await client.get(f"/status/{request_id}")).status_code == 401
+        status = await client.get(f"/admin/requests/{request_id}/status.json")
+        csv = await client.get(f"/admin/requests/{request_id}/output.csv")
+    assert status.status_code == 200 and status.json()["request_id"] == str(request_id)
+    assert csv.status_code == 200 and csv.text.startswith("S. No.,Product Name")
+
+
+# -- actions ----------------------------------------------------------------------------------
+
+
+async def test_retry_queues_the_failed_images_again(admin: Client, origin: OriginServer) -> None:
+    # 404 on the first hit only: the retry succeeds.
+    url = origin.url("/flaky/retry-me/1/img/s03_coffee.jpg?status=404")
+    request_id = await finished_request(admin, [[url]])
+    detail = await admin.get(f"/admin/requests/{request_id}")
+    response = await admin.post(
+        f"/admin/requests/{request_id}/retry", data={"csrf_token": csrf_of(detail.text)}
+    )
+    assert "1 failed image(s) queued again" in response.text
+    await wait_finished(engine_of(admin), request_id)
+    info = await engine_of(admin).status(request_id)
+    assert (info.done, info.failed) == (1, 0)
+
+
+async def test_an_action_without_the_csrf_token_is_refused(
+    admin: Client, origin: OriginServer
+) -> None:
+    request_id = await finished_request(admin, [[origin.url("/status/404")]])
+    response = await admin.post(f"/admin/requests/{request_id}/retry", data={"csrf_token": "x"})
+    assert response.status_code == 403
+    assert (await engine_of(admin).status(request_id)).failed == 1
+
+
+async def test_delete_asks_first_then_removes_the_request_and_its_files(
+    admin: Client, origin: OriginServer
+) -> None:
+    engine = engine_of(admin)
+    request_id = await finished_request(admin, [photo_urls(origin, 1, "d")])
+    confirm = await admin.get(f"/admin/requests/{request_id}/delete")
+    assert "Delete this request?" in confirm.text
+    assert [key async for key in engine.storage.iter_keys()]  # output and thumbnail
+    response = await admin.post(
+        f"/admin/requests/{request_id}/delete", data={"csrf_token": csrf_of(confirm.text)}
+    )
+    assert f"Request {request_id} deleted" in response.text
+    assert [key async for key in engine.storage.iter_keys()] == []
+    assert (await admin.get(f"/admin/requests/{request_id}")).status_code == 404
+
+
+async def test_the_stylesheet_is_served_without_login(client: Client) -> None:
+    response = await client.get("/admin/static/admin.css")
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/css")
+    assert "@media" in response.text

@@ -1,0 +1,1 @@
+"""Fixtures for the imgcore tests (the shared ones live in tests/conftest.py)."""

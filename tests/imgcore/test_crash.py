@@ -1,0 +1,120 @@
+"""Killing the worker process mid-request loses nothing and processes nothing twice."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import anyio
+import psutil
+import pytest
+import sqlalchemy as sa
+from imgcore import Config, Engine
+from imgcore.db.tables import images, requests
+from imgcore.states import RequestStatus
+from support.csvgen import PHOTOS
+from support.origin import OriginServer
+
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]
+
+
+def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as sink:
+        return subprocess.Popen(
+            [sys.executable, "-m", "imgcore.cli", "worker"], env=env, stdout=sink, stderr=sink
+        )
+
+
+async def counts(engine: Engine, request_id: object) -> tuple[str, int, int, int, int]:
+    async with engine.db.connect() as conn:
+        req = (
+            await conn.execute(
+                sa.select(
+                    requests.c.status, requests.c.done_images, requests.c.failed_images
+                ).where(requests.c.id == request_id)
+            )
+        ).one()
+        done = (
+            await conn.execute(
+                sa.select(sa.func.count()).where(
+                    images.c.request_id == request_id, images.c.status == "done"
+                )
+            )
+        ).scalar_one()
+        failed = (
+            await conn.execute(
+                sa.select(sa.func.count()).where(
+                    images.c.request_id == request_id, images.c.status == "failed"
+                )
+            )
+        ).scalar_one()
+    return req.status, req.done_images, req.failed_images, done, failed
+
+
+async def test_a_worker_killed_mid_run_is_finished_by_the_next_one(
+    tmp_path: Path, origin: OriginServer
+) -> None:
+    env = {
+        **os.environ,
+        "IMGCORE_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/imgcore.sqlite3",
+        "IMGCORE_STORAGE_URL": f"file://{tmp_path}/media",
+        "IMGCORE_FETCH_ALLOW": "127.0.0.1/32",
+        "IMGCORE_LEASE_SECONDS": "1.5",
+        "IMGCORE_POLL_INTERVAL": "0.1",
+        "IMGCORE_FETCH_CONCURRENCY": "8",
+    }
+    config = Config.from_env(env)
+    n = 48
+    urls = [origin.url(f"/slow/0.15/img/{PHOTOS[i % 4]}?crash{i}") for i in range(n)]
+    rows = [urls[i : i + 3] for i in range(0, n, 3)]
+    csv = "S. No.,Product Name,Input Image Urls\n" + "".join(
+        f'{k + 1},P{k + 1},"{",".join(row)}"\n' for k, row in enumerate(rows)
+    )
+    log = tmp_path / "worker.log"
+    async with Engine(config) as engine:
+        request_id = await engine.submit_csv(csv.encode())
+        kills = 0
+        for threshold in (8, 24):
+            worker = start_worker(env, log)
+            try:
+                with anyio.fail_after(120):
+                    while (await counts(engine, request_id))[1] < threshold:
+                        await anyio.sleep(0.05)
+            finally:
+                children = psutil.Process(worker.pid).children(recursive=True)
+                worker.send_signal(signal.SIGKILL)
+                worker.wait()
+            kills += 1
+            # Its compression processes die with it instead of lingering as orphans.
+            _, alive = psutil.wait_procs(children, timeout=10)
+            assert alive == []
+        assert (await counts(engine, request_id))[1] < n, "the kills came too late to matter"
+
+        worker = start_worker(env, log)
+        try:
+            with anyio.fail_after(90):
+                info = await engine.wait(request_id, interval=0.1)
+        finally:
+            worker.send_signal(signal.SIGTERM)
+            worker.wait(timeout=30)
+
+        assert kills == 2
+        assert info.status is RequestStatus.COMPLETED, log.read_text()[-2000:]
+        _, done_counter, failed_counter, done_rows, failed_rows = await counts(engine, request_id)
+        # Counters are bumped once per ending: equal to the rows means no image ended twice.
+        assert (done_counter, failed_counter) == (done_rows, failed_rows) == (n, 0)
+        products = await engine.products(request_id, limit=n)
+        stored = sorted(
+            key
+            for p in products
+            for i in p.images
+            for key in (i.storage_key, i.thumbnail_key)
+            if key
+        )
+        assert len([i for p in products for i in p.images if i.storage_key]) == n
+        keys = sorted([key async for key in engine.storage.iter_keys()])
+        assert keys == stored, "storage holds exactly one object per done image, no orphans"
+        assert not list((tmp_path / "media").rglob(".tmp-*"))

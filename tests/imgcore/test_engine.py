@@ -1,0 +1,335 @@
+"""The Engine façade end to end: SQLite, file storage, the local executor, a real origin."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import AsyncIterator, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import anyio
+import msgspec
+import pytest
+from imgcore import Config, CsvValidationError, Engine, RequestNotFoundError
+from imgcore.csvio import iter_products
+from imgcore.notify.webhook import WebhookURLError
+from imgcore.states import ImageStatus, RequestStatus
+from support.csvgen import PHOTOS, make_csv, photo_urls
+from support.origin import OriginServer
+
+pytestmark = pytest.mark.anyio
+
+
+def config_for(tmp_path: Path, **changes: Any) -> Config:
+    return Config(
+        database_url=f"sqlite+aiosqlite:///{tmp_path}/imgcore.sqlite3",
+        storage_url=f"file://{tmp_path}/media",
+        public_url="http://127.0.0.1:8000/media",
+        fetch_allow=("127.0.0.1/32",),
+        fetch_max_attempts=1,
+        fetch_read_timeout=5,
+        poll_interval=0.05,
+        lease_seconds=5,
+        max_attempts=3,
+        workers=2,
+    ).replace(**changes)
+
+
+@pytest.fixture
+async def engine(tmp_path: Path) -> AsyncIterator[Engine]:
+    async with Engine(config_for(tmp_path)) as engine:
+        yield engine
+
+
+async def run_until_done(engine: Engine, request_id: Any, timeout: float = 30) -> Any:
+    async with engine.running():
+        with anyio.fail_after(timeout):
+            return await engine.wait(request_id, interval=0.05)
+
+
+async def test_submit_stores_a_pending_request_with_its_totals(
+    engine: Engine, origin: OriginServer
+) -> None:
+    urls = photo_urls(origin, 5)
+    request_id = await engine.submit_csv(make_csv([urls[:3], urls[3:]]), filename="p.csv")
+    info = await engine.status(request_id)
+    assert info.status is RequestStatus.PENDING
+    assert (info.total_products, info.total, info.done, info.failed) == (2, 5, 0, 0)
+    assert info.filename == "p.csv"
+    products = await engine.products(request_id)
+    assert [p.serial for p in products] == [1, 2]
+    assert [i.input_url for i in products[0].images] == urls[:3]
+
+
+async def test_an_invalid_csv_stores_nothing(engine: Engine, origin: OriginServer) -> None:
+    good = photo_urls(origin, 1)
+    bad = make_csv([good, ["ftp://example.com/x.jpg"]])
+    with pytest.raises(CsvValidationError) as caught:
+        await engine.submit_csv(bad)
+    assert [(i.row, i.reason) for i in caught.value.issues] == [(3, "unsupported_scheme")]
+    assert await engine.list_requests() == ([], 0)
+
+
+async def test_a_large_csv_is_stored_in_batches(engine: Engine) -> None:
+    rows = [[f"https://img.example/{r}/{i}.jpg" for i in range(3)] for r in range(5000)]
+    request_id = await engine.submit_csv(make_csv(rows))
+    info = await engine.status(request_id)
+    assert (info.total_products, info.total) == (5000, 15000)
+    last = await engine.products(request_id, start=4999, limit=5)
+    assert [p.serial for p in last] == [5000]
+
+
+async def test_processing_completes_and_stores_every_image(
+    engine: Engine, origin: OriginServer
+) -> None:
+    urls = photo_urls(origin, 6)
+    request_id = await engine.submit_csv(make_csv([urls[:3], urls[3:]]))
+    info = await run_until_done(engine, request_id)
+    assert info.status is RequestStatus.COMPLETED
+    assert (info.done, info.failed) == (6, 0)
+    assert 0 < info.output_bytes < info.input_bytes
+    images = [i for p in await engine.products(request_id) for i in p.images]
+    assert all(i.status is ImageStatus.DONE for i in images)
+    keys = sorted([key async for key in engine.storage.iter_keys()])
+    # Each done image: its output and its thumbnail (for the admin page).
+    assert keys == sorted(k for i in images for k in (i.storage_key, i.thumbnail_key) if k)
+    assert all(i.thumbnail_key for i in images)
+    assert all(
+        i.output_url and i.output_url.startswith("http://127.0.0.1:8000/media/requests/")
+        for i in images
+    )
+    for url in urls:
+        assert origin.hits(url.removeprefix(origin.base_url)) == 1
+
+
+async def test_output_csv_adds_output_urls_in_input_order(
+    engine: Engine, origin: OriginServer
+) -> None:
+    urls = photo_urls(origin, 3)
+    missing = origin.url("/status/404")
+    request_id = await engine.submit_csv(make_csv([[urls[0], missing, urls[1]], [urls[2]]]))
+    info = await run_until_done(engine, request_id)
+    assert info.status is RequestStatus.COMPLETED
+    assert (info.done, info.failed) == (3, 1)
+    data = b"".join([chunk async for chunk in await engine.output_csv(request_id)])
+    text = data.decode()
+    assert text.splitlines()[0] == "S. No.,Product Name,Input Image Urls,Output Image Urls,Errors"
+    products = await engine.products(request_id)
+    first = [i.output_url or "" for i in products[0].images]
+    assert first[1] == ""
+    assert f'"{",".join(first)}"' in text
+    assert "2: " in text.splitlines()[1]
+    # The output CSV is itself a valid input CSV (its extra columns carried along).
+    assert [p.serial for p in iter_products([data])] == [1, 2]
+
+
+async def test_a_request_whose_images_all_fail_is_failed(
+    engine: Engine, origin: OriginServer
+) -> None:
+    request_id = await engine.submit_csv(
+        make_csv([[origin.url("/status/404"), origin.url("/nonimage")]])
+    )
+    info = await run_until_done(engine, request_id)
+    assert info.status is RequestStatus.FAILED
+    images = (await engine.products(request_id))[0].images
+    assert [i.error_reason for i in images] == ["http_status", "not_an_image"]
+    assert [key async for key in engine.storage.iter_keys()] == []
+
+
+async def test_a_truncated_image_fails_with_its_reason(
+    engine: Engine, origin: OriginServer
+) -> None:
+    ok = photo_urls(origin, 1)[0]
+    request_id = await engine.submit_csv(
+        make_csv([[ok, origin.url("/corpus/special/truncated.jpg")]])
+    )
+    await run_until_done(engine, request_id)
+    images = (await engine.products(request_id))[0].images
+    assert images[1].status is ImageStatus.FAILED
+    assert images[1].error_reason == "corrupt_image"
+
+
+async def test_retry_failed_processes_failed_images_again(
+    engine: Engine, origin: OriginServer
+) -> None:
+    state = {"up": False}
+
+    def sometimes(req: Any) -> None:
+        body = (origin.corpus / "img" / PHOTOS[0]).read_bytes()
+        if state["up"]:
+            req.reply(200, body, content_type="image/jpeg")
+        else:
+            req.reply(404, b"no")
+
+    origin.route("/sometimes.jpg", sometimes)
+    request_id = await engine.submit_csv(make_csv([[origin.url("/sometimes.jpg")]]))
+    assert (await run_until_done(engine, request_id)).status is RequestStatus.FAILED
+    state["up"] = True
+    assert await engine.retry_failed(request_id) == 1
+    assert (await engine.status(request_id)).status is RequestStatus.IN_PROCESS
+    info = await run_until_done(engine, request_id)
+    assert (info.status, info.done, info.failed) == (RequestStatus.COMPLETED, 1, 0)
+
+
+async def test_delete_request_removes_rows_and_files(engine: Engine, origin: OriginServer) -> None:
+    request_id = await engine.submit_csv(make_csv([photo_urls(origin, 2)]))
+    await run_until_done(engine, request_id)
+    assert await engine.delete_request(request_id)
+    with pytest.raises(RequestNotFoundError):
+        await engine.status(request_id)
+    assert [key async for key in engine.storage.iter_keys()] == []
+
+
+async def test_unknown_and_malformed_ids_raise_not_found(engine: Engine) -> None:
+    for bad in ("00000000-0000-0000-0000-000000000000", "not-a-uuid", ""):
+        with pytest.raises(RequestNotFoundError):
+            await engine.status(bad)
+        with pytest.raises(RequestNotFoundError):
+            await engine.output_csv(bad)
+
+
+async def test_two_engines_on_one_database_process_each_image_once(
+    tmp_path: Path, origin: OriginServer
+) -> None:
+    config = config_for(tmp_path)
+    urls = photo_urls(origin, 24, tag="two")
+    async with Engine(config) as first, Engine(config) as second:
+        request_id = await first.submit_csv(make_csv([urls[i : i + 4] for i in range(0, 24, 4)]))
+        async with first.running(), second.running():
+            with anyio.fail_after(30):
+                info = await first.wait(request_id, interval=0.05)
+    assert (info.status, info.done) == (RequestStatus.COMPLETED, 24)
+    for url in urls:
+        assert origin.hits(url.removeprefix(origin.base_url)) == 1
+
+
+class _Receiver(BaseHTTPRequestHandler):
+    received: list[tuple[dict[str, str], bytes]]
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.server.received.append((dict(self.headers), body))  # type: ignore[attr-defined]
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def receiver() -> Iterator[ThreadingHTTPServer]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
+    server.received = []  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+async def test_the_webhook_is_called_once_when_the_request_finishes(
+    engine: Engine, origin: OriginServer, receiver: ThreadingHTTPServer
+) -> None:
+    hook = f"http://127.0.0.1:{receiver.server_address[1]}/hook"
+    request_id = await engine.submit_csv(make_csv([photo_urls(origin, 2)]), webhook_url=hook)
+    async with engine.running():
+        with anyio.fail_after(20):
+            await engine.wait(request_id, interval=0.05)
+            while not receiver.received:  # type: ignore[attr-defined]
+                await anyio.sleep(0.05)
+        await anyio.sleep(0.3)
+    received = receiver.received  # type: ignore[attr-defined]
+    assert len(received) == 1
+    headers, body = received[0]
+    payload = msgspec.json.decode(body)
+    assert payload["request_id"] == str(request_id)
+    assert payload["status"] == "Completed"
+    assert payload["data"]["done"] == 2
+    assert headers["webhook-id"].startswith("msg_")
+    deliveries = await engine.deliveries(request_id)
+    assert [(d.status, d.last_status_code) for d in deliveries] == [("delivered", 204)]
+
+
+async def test_a_webhook_url_outside_the_allow_list_is_refused(engine: Engine) -> None:
+    for bad in (
+        "http://127.0.0.2:9/hook",
+        "ftp://127.0.0.1/x",
+        "not a url",
+        "http://u:p@127.0.0.1/",
+    ):
+        with pytest.raises(WebhookURLError):
+            await engine.submit_csv(make_csv([["http://127.0.0.1/x.jpg"]]), webhook_url=bad)
+    assert await engine.list_requests() == ([], 0)
+
+
+async def test_image_ended_hook_sees_every_image_and_its_errors_are_contained(
+    tmp_path: Path, origin: OriginServer
+) -> None:
+    from imgcore.events import ImageEnded
+    from imgcore.hookspecs import hookimpl
+    from imgcore.plugins import create_plugin_manager
+
+    seen: list[ImageEnded] = []
+
+    class Observer:
+        @hookimpl
+        def imgcore_image_ended(self, event: ImageEnded) -> Any:
+            seen.append(event)
+
+            async def later() -> None:
+                raise RuntimeError("an observer's bug must not stop processing")
+
+            return later()
+
+    class Broken:
+        @hookimpl
+        def imgcore_image_ended(self, event: ImageEnded) -> None:
+            raise RuntimeError("neither must a synchronous one")
+
+    pm = create_plugin_manager(environ={}, load_entrypoints=False, extra=[Observer(), Broken()])
+    async with Engine(config_for(tmp_path), plugin_manager=pm) as engine:
+        urls = [*photo_urls(origin, 2), origin.url("/status/404")]
+        request_id = await engine.submit_csv(make_csv([urls]))
+        info = await run_until_done(engine, request_id)
+    assert (info.status, info.done, info.failed) == (RequestStatus.COMPLETED, 2, 1)
+    assert sorted(e.status.value for e in seen) == ["done", "done", "failed"]
+    assert all(e.request_id == request_id for e in seen)
+
+
+async def test_a_slow_upload_holds_no_database_lock(engine: Engine) -> None:
+    rows = [[f"https://img.example/{r}/{i}.jpg" for i in range(3)] for r in range(6000)]
+    data = make_csv(rows)
+    half = anyio.Event()
+    resume = anyio.Event()
+
+    async def slow_upload() -> AsyncIterator[bytes]:
+        middle = len(data) // 2
+        yield data[:middle]
+        half.set()
+        await resume.wait()
+        yield data[middle:]
+
+    async with anyio.create_task_group() as tg:
+        results: list[Any] = []
+
+        async def submit_slowly() -> None:
+            results.append(await engine.submit_csv(slow_upload()))
+
+        tg.start_soon(submit_slowly)
+        await half.wait()
+        # Another upload stores (and commits) while the first one is still streaming.
+        with anyio.fail_after(5):
+            other = await engine.submit_csv(make_csv([["https://img.example/x.jpg"]]))
+        assert (await engine.status(other)).total == 1
+        resume.set()
+    assert (await engine.status(results[0])).total == 18000
+
+
+async def test_an_upload_that_turns_bad_late_stores_nothing(engine: Engine) -> None:
+    rows = [[f"https://img.example/{r}.jpg"] for r in range(5000)]
+    data = make_csv(rows) + b"5001,,https://img.example/late.jpg\r\n"
+    with pytest.raises(CsvValidationError) as caught:
+        await engine.submit_csv(data)
+    assert [(i.row, i.reason) for i in caught.value.issues] == [(5002, "empty_name")]
+    assert await engine.list_requests() == ([], 0)

@@ -1,0 +1,61 @@
+"""The whole pipeline on each real database: submit, process with two engines, settle once."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import anyio
+import pytest
+from imgcore import Config, ConfigError, Engine
+from imgcore.states import RequestStatus
+from support.csvgen import PHOTOS
+from support.origin import OriginServer
+from support.services import SERVERS, migrate, require, scratch_database
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture(params=sorted(SERVERS))
+def server_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    name, url = SERVERS[request.param]
+    require(name, url)
+    with scratch_database(url) as scratch:
+        yield scratch
+
+
+async def test_a_server_database_must_be_migrated_first(server_url: str, tmp_path: Path) -> None:
+    config = Config(database_url=server_url, storage_url=f"file://{tmp_path}/media")
+    with pytest.raises(ConfigError, match="imgcore db upgrade"):
+        async with Engine(config):
+            pass
+
+
+async def test_two_engines_process_a_request_once_on_a_server_database(
+    server_url: str, tmp_path: Path, origin: OriginServer
+) -> None:
+    await migrate(server_url)
+    config = Config(
+        database_url=server_url,
+        storage_url=f"file://{tmp_path}/media",
+        fetch_allow=("127.0.0.1/32",),
+        poll_interval=0.05,
+        workers=1,
+    )
+    urls = [origin.url(f"/corpus/img/{PHOTOS[i % 4]}?b{i}") for i in range(30)]
+    lines = ["S. No.,Product Name,Input Image Urls"]
+    lines += [
+        f'{k + 1},P{k + 1},"{",".join(urls[i : i + 3])}"' for k, i in enumerate(range(0, 30, 3))
+    ]
+    async with Engine(config) as first, Engine(config) as second:
+        request_id = await first.submit_csv("\n".join(lines).encode())
+        async with first.running(), second.running():
+            with anyio.fail_after(60):
+                info = await first.wait(request_id, interval=0.05)
+        assert (info.status, info.done, info.failed) == (RequestStatus.COMPLETED, 30, 0)
+        for url in urls:
+            assert origin.hits(url.removeprefix(origin.base_url)) == 1
+        keys = [key async for key in first.storage.iter_keys()]
+        assert len(keys) == 60  # an output and a thumbnail per image
+        data = b"".join([chunk async for chunk in await second.output_csv(request_id)])
+        assert data.count(b"\n") == 11
