@@ -1,0 +1,108 @@
+"""Shared helpers for the benchmark scripts: the shared bench kit, a local origin, RSS."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+
+def bench_dir() -> Path:
+    """../shared/bench (or $IMGCORE_BENCH_DIR): origin, corpus, CSV maker, CPU limit."""
+    path = Path(
+        os.environ.get(
+            "IMGCORE_BENCH_DIR", Path(__file__).resolve().parents[2] / "shared" / "bench"
+        )
+    )
+    if not (path / "origin.py").exists():
+        sys.exit(f"bench kit not found at {path}: set IMGCORE_BENCH_DIR")
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def origin(latency_ms: int = 0) -> Iterator[str]:
+    """Run ../shared/bench/origin.py on a free loopback port; yields its base URL."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "origin.py", "--port", str(port), "--latency-ms", str(latency_ms)],
+        cwd=bench_dir(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+                break
+            time.sleep(0.05)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
+def make_csv(base_url: str, rows: int, per_row: int = 3, mix: str | None = None) -> Path:
+    """A bench CSV from ../shared/bench/make_csv.py (unique URLs)."""
+    out = Path(tempfile.mkdtemp(prefix="imgcore-bench-")) / f"bench{rows}x{per_row}.csv"
+    cmd = [
+        sys.executable,
+        "make_csv.py",
+        "--rows",
+        str(rows),
+        "--per-row",
+        str(per_row),
+        "--origin",
+        base_url,
+        "--out",
+        str(out),
+    ]
+    if mix:
+        cmd += ["--mix", mix]
+    subprocess.run(cmd, cwd=bench_dir(), check=True, stdout=subprocess.DEVNULL)
+    return out
+
+
+def cpu_limit(csv_path: Path, cores: int = 2) -> dict[str, float]:
+    """Bare Pillow decode+encode q50 on the CSV's images: per-core theory and measured 2-core."""
+    out = Path(tempfile.mkdtemp()) / "limit.json"
+    subprocess.run(
+        [
+            sys.executable,
+            "cpu_limit.py",
+            "--csv",
+            str(csv_path),
+            "--reps",
+            "3",
+            "--cores",
+            str(cores),
+            "--variants",
+            "pil_q50",
+            "--json-out",
+            str(out),
+        ],
+        cwd=bench_dir(),
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    result = json.loads(out.read_text().splitlines()[-1])
+    measured = result["pil_q50_measured_parallel"]["img_per_s"]
+    return {"measured": float(measured)}
+
+
+def peak_rss_mb_of_children() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
