@@ -155,10 +155,13 @@ class _Server(ThreadingHTTPServer):
 
 
 class WebhookReceiver:
-    """Records every POST it receives; a context manager."""
+    """Records every POST it receives; a context manager.
 
-    def __init__(self) -> None:
-        self._server = _Server(("127.0.0.1", 0), _Handler)
+    ``port``: listen there (a receiver brought back up where a down one was); 0 picks one.
+    """
+
+    def __init__(self, port: int = 0) -> None:
+        self._server = _Server(("127.0.0.1", port), _Handler)
         self._server.receiver = self
         self.port: int = self._server.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}/hook"
