@@ -19,6 +19,9 @@ Routes (``<rel>`` is a path inside the corpus; ``?type=`` overrides the Content-
 - ``/redirect-loop``                    redirects to itself
 - ``/gzip-bomb[?mb=1024]``              Content-Encoding: gzip, ~1 KiB per MiB of zeros inflated
 - ``/bomb.png``                         a valid 30000x30000 1-bit PNG (900 MP) of ~110 KiB
+- ``/bomb-header.png?w=W&h=H``          a PNG whose header claims WxH (default 100000 x 100000)
+                                        but whose pixel data is a few bytes
+- ``/endless``                          chunked image/jpeg random bytes until the client leaves
 
 Every request counts a hit for its path; ``completed(path)`` counts bodies written in
 full, ``connections`` counts accepted TCP connections and ``max_in_flight`` the most
@@ -380,6 +383,22 @@ class OriginServer:
     def _route_bomb_png(self, req: OriginHandler, rest: str) -> None:
         req.reply(200, png_bomb(), "image/png")
 
+    def _route_bomb_header_png(self, req: OriginHandler, rest: str) -> None:
+        width = int(req.query.get("w", "100000"))
+        height = int(req.query.get("h", "100000"))
+        req.reply(200, png_header_bomb(width, height), "image/png")
+
+    def _route_endless(self, req: OriginHandler, rest: str) -> None:
+        block = _random_block()[: 64 * 1024]
+        req.send_response(200)
+        req.send_header("Content-Type", "image/jpeg")
+        req.send_header("Transfer-Encoding", "chunked")
+        req.end_headers()
+        req.close_connection = True
+        req.send_chunk(b"\xff\xd8\xff\xe0")
+        while not self._stopping.is_set():
+            req.send_chunk(block)  # ConnectionError once the client hangs up
+
 
 @functools.cache
 def _random_block() -> bytes:
@@ -407,6 +426,24 @@ def _zeros_crc32(mib: int) -> int:
     for _ in range(mib):
         crc = zlib.crc32(zeros, crc)
     return crc
+
+
+def png_header_bomb(width: int, height: int) -> bytes:
+    """A PNG whose IHDR claims ``width`` x ``height`` RGB pixels, followed by a few bytes of
+    pixel data: refusing it must not depend on decoding anything."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(bytes(64)))
+        + chunk(b"IEND", b"")
+    )
 
 
 @functools.cache

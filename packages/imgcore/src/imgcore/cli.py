@@ -12,6 +12,7 @@ from pathlib import Path
 import anyio
 import msgspec
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from imgcore import __version__
@@ -79,16 +80,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return anyio.run(_dispatch, args)
     except CsvValidationError as exc:
-        err.print(f"[red]invalid CSV:[/red] {exc.message}")
+        # Messages quote the input (URLs, header names): escaped, or "[/x]" in a CSV would
+        # be read as rich markup and crash the error report itself.
+        err.print(f"[red]invalid CSV:[/red] {escape(exc.message)}")
         for issue in exc.issues:
             where = f"row {issue.row}" if issue.row is not None else "file"
             column = f", column {issue.column!r}" if issue.column else ""
-            err.print(f"  {where}{column}: {issue.message} [dim]({issue.reason})[/dim]")
+            err.print(
+                f"  {escape(where + column)}: {escape(issue.message)} [dim]({issue.reason})[/dim]"
+            )
         if exc.truncated:
             err.print("  … more problems not shown")
         return 2
     except ImgcoreError as exc:
-        err.print(f"[red]error:[/red] {exc.message}")
+        err.print(f"[red]error:[/red] {escape(exc.message)}")
         return 2
     except KeyboardInterrupt:
         return 130
@@ -142,8 +147,8 @@ async def _process(args: argparse.Namespace) -> int:
         )
     for failure in summary.failures:
         err.print(
-            f"[red]failed[/red] row {failure.row} (S. No. {failure.serial}) {failure.url}: "
-            f"{failure.message}"
+            f"[red]failed[/red] row {failure.row} (S. No. {failure.serial}) "
+            f"{escape(failure.url)}: {escape(failure.message)}"
         )
     saved = (1 - summary.ratio) * 100 if summary.input_bytes else 0.0
     err.print(

@@ -285,6 +285,49 @@ def _count_cells(line: str) -> int:
     return 1 + sum(part.count(",") for part in line.split('"')[::2])
 
 
+def _open_cell(prefix: bytes) -> tuple[int, int]:
+    """For the start of a record: the index of the cell it ends in, and that cell's offset.
+
+    Commas inside quotes do not count (a doubled quote toggles twice, so it is neutral).
+    """
+    index = start = offset = 0
+    for i, part in enumerate(prefix.split(b'"')):
+        if i % 2 == 0 and (commas := part.count(b",")):
+            index += commas
+            start = offset + part.rindex(b",") + 1
+        offset += len(part) + 1
+    return index, start
+
+
+_CSV_TOKEN: Final = re.compile(r'[^",\r\n]+|.', re.DOTALL)
+_MAX_QUOTE_TOKENS: Final = 100_000
+
+
+def _bad_quote_cell(record: str, ncols: int) -> int | None:
+    """Index of the cell whose closing quote is followed by text (what csv's strict mode
+    refuses) in ``record``; None if not found within the first ``ncols`` cells."""
+    index, state = 0, "start"  # start of a cell, unquoted "field", "quoted", "closed" quote
+    for count, match in enumerate(_CSV_TOKEN.finditer(record)):
+        piece = match[0]
+        if count > _MAX_QUOTE_TOKENS:
+            return None
+        if state == "quoted":
+            state = "closed" if piece == '"' else "quoted"
+        elif piece in "\r\n":
+            return None  # the record ended without the error
+        elif piece == ",":
+            index, state = index + 1, "start"
+            if index >= ncols:
+                return None
+        elif state == "closed":
+            if piece != '"':
+                return index
+            state = "quoted"  # a doubled quote
+        elif state == "start":
+            state = "quoted" if piece == '"' else "field"
+    return None
+
+
 _END_OF_DATA: Final = "unexpected end of data"  # csv's message when input ends inside quotes
 
 
@@ -431,14 +474,39 @@ class CsvParser:
         self._pending = buf[cut:]
         products = self._parse_batch(buf[:cut], final=final) if cut else []
         if len(self._pending) > self.limits.record_bytes:
-            self._fail(
-                self._records + 1,
-                None,
-                "record_too_long",
-                f"a record is longer than {self.limits.record_bytes} bytes: a cell is too long,"
-                " there are too many columns, or a quote is never closed",
-            )
+            self._record_too_long()
         return products
+
+    def _column_at(self, prefix: bytes) -> str | None:
+        """The header name of the cell that ``prefix`` (the start of a record) ends in."""
+        if self.header is None:
+            return None
+        index, _ = _open_cell(prefix)
+        columns = self.header.columns
+        return columns[index] if index < len(columns) else None
+
+    def _record_too_long(self) -> NoReturn:
+        limits = self.limits
+        limit = limits.record_bytes
+        # Only the record's first limit + 1 bytes are judged: how much more is pending
+        # depends on the window, and the verdict must not.
+        prefix = self._pending[: limit + 1]
+        index, start = _open_cell(prefix)
+        if index >= limits.max_columns:
+            why = f"it has more than {limits.max_columns} cells"
+        elif len(prefix) - start > limits.max_cell_bytes:
+            why = (
+                f"this cell alone has more than {limits.max_cell_bytes} bytes"
+                " (or a quote in it is never closed)"
+            )
+        else:
+            why = "a cell is too long, there are too many columns, or a quote is never closed"
+        self._fail(
+            self._records + 1,
+            self._column_at(prefix),
+            "record_too_long",
+            f"a record is longer than {limit} bytes: {why}",
+        )
 
     def _parse_batch(self, batch: bytes, *, final: bool) -> list[Product]:
         """Decode and parse a run of records (the last one may be unfinished)."""
@@ -458,8 +526,12 @@ class CsvParser:
             reason, message = "encoding", "the file is not valid UTF-8; save it as UTF-8"
         # Parse the records before the bad line, then report the record holding the bad byte.
         line_start = max(batch.rfind(b"\n", 0, bad), batch.rfind(b"\r", 0, bad)) + 1
+        pending = len(self._pending)
         self._parse_text(batch[:line_start].decode("utf-8"), final=False)
-        return self._fail(self._records + 1, None, reason, message)
+        # The lines of a quoted cell that started before the bad line went back to pending.
+        record_start = line_start - (len(self._pending) - pending)
+        column = self._column_at(batch[record_start:bad])
+        return self._fail(self._records + 1, column, reason, message)
 
     def _parse_text(self, text: str, *, final: bool) -> list[Product]:
         if self.header is None:
@@ -487,12 +559,19 @@ class CsvParser:
                     lines = io.StringIO(text, newline="").readlines()
                     self._pending = "".join(lines[mark:]).encode() + self._pending
                     break
+                record_start = mark
                 self._records += 1
                 mark = reader.line_num
                 if self.header is not None:
                     self._count_row(self._records)
                 if _END_OF_DATA in str(exc):
-                    self._add(self._records, None, "unbalanced_quotes", "a quote is never closed")
+                    lines = io.StringIO(text, newline="").readlines()
+                    self._add(
+                        self._records,
+                        self._column_at("".join(lines[record_start:]).encode()),
+                        "unbalanced_quotes",
+                        "a quote opened in this cell is never closed",
+                    )
                     break
                 if "field larger than field limit" in str(exc):
                     self._add(
@@ -502,9 +581,12 @@ class CsvParser:
                         f"a cell is longer than {self.limits.max_cell_bytes} bytes",
                     )
                 else:
+                    record = "".join(io.StringIO(text, newline="").readlines()[record_start:mark])
+                    index = _bad_quote_cell(record, self._ncols)
+                    columns = self.header.columns if self.header is not None else ()
                     self._add(
                         self._records,
-                        None,
+                        columns[index] if index is not None and index < len(columns) else None,
                         "invalid_quoting",
                         "a quoted cell must end with a quote followed by a comma or the end of"
                         f" the line ({exc})",

@@ -193,6 +193,9 @@ def _blank_to_none(value: str | None) -> str | None:
 
 
 def _rejected(runtime: Runtime, problem: ProblemError) -> None:
+    # The rest of a rejected body may be huge (a 1 GB file over the limit): without this,
+    # uvicorn keeps the connection alive and reads every remaining byte just to discard it.
+    problem.headers.setdefault("Connection", "close")
     runtime.metrics.uploads.labels(problem.reason).inc()
     log.info(
         "upload rejected: %s",
