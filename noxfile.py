@@ -51,3 +51,12 @@ def bench(session: nox.Session) -> None:
     for script in scripts:
         session.log(f"== {script}")
         uv_run(session, "python", script)
+
+
+@nox.session
+def soak(session: nox.Session) -> None:
+    """The real server under steady load for minutes, watching its memory (not by default).
+
+    ``uv run nox -s soak -- --seconds 60``: arguments go to benchmarks/soak.py.
+    """
+    uv_run(session, "python", "benchmarks/soak.py", *session.posargs)

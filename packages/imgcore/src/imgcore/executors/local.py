@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import random
 from datetime import timedelta
 from typing import TYPE_CHECKING
 from uuid import UUID
@@ -23,6 +24,10 @@ if TYPE_CHECKING:
 __all__ = ["LocalExecutor"]
 
 log = logging.getLogger("imgcore.executor")
+
+#: Seconds the claim loop waits after a failed claim, doubling up to the cap (±50% jitter).
+CLAIM_RETRY_FIRST = 0.5
+CLAIM_RETRY_MAX = 10.0
 
 
 class LocalExecutor:
@@ -59,26 +64,42 @@ class LocalExecutor:
                 finally:
                     loops.cancel_scope.cancel()
         finally:
-            async with transaction(self.engine.db) as conn:
-                released = await repo.release_images(conn, owner=owner, now=utcnow())
+            try:
+                async with transaction(self.engine.db) as conn:
+                    released = await repo.release_images(conn, owner=owner, now=utcnow())
+            except Exception:
+                # The database is unreachable: the leases expire instead.
+                log.warning("could not return unfinished images to the queue", exc_info=True)
+                released = 0
             if released:
                 log.info("returned %d unfinished images to the queue", released)
 
     async def _claim_loop(self, work: anyio.abc.TaskGroup) -> None:
         # Batches of at least a quarter of the capacity: fewer claiming transactions.
         batch = max(1, math.ceil(self.capacity / 4))
+        retry = 0.0
         while True:
             free = self.capacity - len(self._inflight)
             claims: list[Claim] = []
             if free >= batch or (free > 0 and not self._inflight):
-                async with transaction(self.engine.db) as conn:
-                    claims = await repo.claim_images(
-                        conn,
-                        owner=self.engine.pipeline.owner,
-                        limit=free,
-                        lease=self.lease,
-                        now=utcnow(),
-                    )
+                try:
+                    async with transaction(self.engine.db) as conn:
+                        claims = await repo.claim_images(
+                            conn,
+                            owner=self.engine.pipeline.owner,
+                            limit=free,
+                            lease=self.lease,
+                            now=utcnow(),
+                        )
+                except Exception:
+                    # The database restarting or unreachable must not stop the executor.
+                    # Any exception: drivers raise their own on connect (asyncpg's OSError
+                    # for a refused connection is not wrapped by SQLAlchemy).
+                    retry = min(CLAIM_RETRY_MAX, 2 * retry or CLAIM_RETRY_FIRST)
+                    log.exception("claiming images failed; trying again in %.1f s", retry)
+                    await anyio.sleep(retry * random.uniform(0.5, 1.5))
+                    continue
+                retry = 0.0
                 for claim in claims:
                     self._inflight[claim.id] = claim
                     work.start_soon(self._process, claim)

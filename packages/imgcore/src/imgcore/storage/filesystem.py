@@ -114,6 +114,8 @@ class FileStorage:
             return await anyio.Path(path).read_bytes()
         except FileNotFoundError:
             raise KeyError(key) from None
+        except OSError as exc:
+            raise StorageError(f"cannot read {path.name}: {exc.strerror or exc}") from exc
 
     async def delete(self, key: str) -> None:
         """Remove the file if it exists."""
@@ -121,7 +123,13 @@ class FileStorage:
 
     @staticmethod
     def _delete(path: Path) -> None:
-        path.unlink(missing_ok=True)
+        # Every failure as a StorageError, which callers expect: a bare OSError (the root
+        # gone or not a directory) made the pipeline's clean-up of a failing image raise,
+        # so the image was never ended while the storage stayed broken.
+        try:
+            path.unlink(missing_ok=True)
+        except OSError as exc:
+            raise StorageError(f"cannot delete {path.name}: {exc.strerror or exc}") from exc
 
     async def iter_keys(self, prefix: str = "") -> AsyncIterator[str]:
         """Every stored key under ``prefix`` (temporary files are not keys)."""
