@@ -16,6 +16,7 @@ from uuid import UUID
 import anyio
 import msgspec
 import pluggy
+import sqlalchemy as sa
 
 from imgcore import db
 from imgcore.config import Config, ConfigError
@@ -23,6 +24,7 @@ from imgcore.csvio import CsvHeader, CsvParser, OutputRow, Product, write_output
 from imgcore.db import repo
 from imgcore.db.connect import is_sqlite, normalize_url
 from imgcore.db.migrate import current_revision, head_revision
+from imgcore.db.reading import Reader
 from imgcore.db.session import connection, transaction
 from imgcore.errors import ImgcoreError
 from imgcore.executors.base import Executor
@@ -85,6 +87,7 @@ class Engine:
         self.url = normalize_url(self.config.database_url)
         self.db = db.create_engine(self.url)
         self.reader = db.reader(self.db)
+        self.reads = Reader(self.db)
         storage = self.pm.hook.imgcore_storage(url=self.config.storage_url, config=self.config)
         if storage is None:
             raise ConfigError(
@@ -163,6 +166,7 @@ class Engine:
             self.compressor.close()
             await self.storage.aclose()
             await self.db.dispose()
+            self.reads.dispose()
         self._started = False
 
     async def run(self, *, process: bool = True) -> None:
@@ -280,8 +284,7 @@ class Engine:
     async def status(self, request_id: UUID | str) -> RequestInfo:
         """A request's status and progress; raises :class:`RequestNotFoundError`."""
         rid = _as_uuid(request_id)
-        async with connection(self.reader) as conn:
-            info = await repo.get_request(conn, rid)
+        info = await self.reads.run(lambda conn: repo.read_request(conn, rid))
         if info is None:
             raise RequestNotFoundError(request_id)
         return info
@@ -289,18 +292,25 @@ class Engine:
     async def snapshot(
         self, request_id: UUID | str, *, start: int = 0, limit: int = 100
     ) -> tuple[RequestInfo, list[ProductInfo], list[DeliveryInfo]]:
-        """Status, a page of products and the deliveries, read in one go (one connection).
+        """Status, a page of products and the deliveries, read in one consistent go.
 
         Raises :class:`RequestNotFoundError`. This is what a status endpoint serves, polled
-        often: one connection instead of three.
+        often, so it is one read (on SQLite, one trip to a worker thread) instead of three.
         """
         rid = _as_uuid(request_id)
-        async with connection(self.reader) as conn:
-            info = await repo.get_request(conn, rid)
+
+        def read(
+            conn: sa.Connection,
+        ) -> tuple[RequestInfo | None, list[ProductInfo], list[DeliveryInfo]]:
+            info = repo.read_request(conn, rid)
             if info is None:
-                raise RequestNotFoundError(request_id)
-            page = await repo.product_page(conn, rid, start=start, limit=limit)
-            deliveries = await repo.list_deliveries(conn, rid)
+                return None, [], []
+            page = repo.read_product_page(conn, rid, start=start, limit=limit)
+            return info, page, repo.read_deliveries(conn, rid)
+
+        info, page, deliveries = await self.reads.run(read)
+        if info is None:
+            raise RequestNotFoundError(request_id)
         return info, [self._with_urls(product) for product in page], deliveries
 
     async def products(
@@ -308,14 +318,15 @@ class Engine:
     ) -> list[ProductInfo]:
         """Products ``start`` … ``start+limit-1`` of a request with their images' output URLs."""
         rid = _as_uuid(request_id)
-        async with connection(self.reader) as conn:
-            page = await repo.product_page(conn, rid, start=start, limit=limit)
+        page = await self.reads.run(
+            lambda conn: repo.read_product_page(conn, rid, start=start, limit=limit)
+        )
         return [self._with_urls(product) for product in page]
 
     async def deliveries(self, request_id: UUID | str) -> list[DeliveryInfo]:
         """A request's notifications and how their delivery went."""
-        async with connection(self.reader) as conn:
-            return await repo.list_deliveries(conn, _as_uuid(request_id))
+        rid = _as_uuid(request_id)
+        return await self.reads.run(lambda conn: repo.read_deliveries(conn, rid))
 
     async def output_csv(self, request_id: UUID | str) -> AsyncIterator[bytes]:
         """The output CSV, streamed in input order: the input columns plus ``Output Image Urls``.

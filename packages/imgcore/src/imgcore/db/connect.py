@@ -9,7 +9,14 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-__all__ = ["READ_ONLY", "create_engine", "is_sqlite", "normalize_url", "reader"]
+__all__ = [
+    "READ_ONLY",
+    "create_engine",
+    "is_sqlite",
+    "normalize_url",
+    "reader",
+    "sqlite_file_reader",
+]
 
 READ_ONLY = "imgcore_read_only"
 """Execution option naming a connection that only reads (SQLite then begins DEFERRED)."""
@@ -51,7 +58,7 @@ def create_engine(url: str | sa.URL, **kwargs: Any) -> AsyncEngine:
         if database and database != ":memory:" and not database.startswith("file:"):
             Path(database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(parsed, **kwargs)
-        _tune_sqlite(engine)
+        _tune_sqlite(engine.sync_engine)
         return engine
     kwargs.setdefault("pool_pre_ping", True)
     kwargs.setdefault("pool_size", 10)
@@ -59,9 +66,7 @@ def create_engine(url: str | sa.URL, **kwargs: Any) -> AsyncEngine:
     return create_async_engine(parsed, **kwargs)
 
 
-def _tune_sqlite(engine: AsyncEngine) -> None:
-    sync_engine = engine.sync_engine
-
+def _tune_sqlite(sync_engine: sa.Engine) -> None:
     @event.listens_for(sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Let SQLAlchemy, not the driver, decide when transactions begin.
@@ -85,3 +90,21 @@ def _tune_sqlite(engine: AsyncEngine) -> None:
 def reader(engine: AsyncEngine) -> AsyncEngine:
     """The same engine and pool, for transactions that only read."""
     return engine.execution_options(**{READ_ONLY: True})
+
+
+def sqlite_file_reader(url: sa.URL) -> sa.Engine | None:
+    """A synchronous engine on the same SQLite file, for reads; None if ``url`` is no file.
+
+    aiosqlite runs each driver call on its own thread, and every call is a round trip
+    between threads that costs far more than the query. Reads polled often (the status
+    endpoint) run whole on this engine in one worker thread instead. Its connections must be
+    given the :data:`READ_ONLY` option. In-memory databases cannot be shared with a second
+    engine, so they have none.
+    """
+    database = url.database
+    if not is_sqlite(url) or not database or database == ":memory:" or "mode=memory" in database:
+        return None
+    sync_url = url.set(drivername="sqlite")
+    engine = sa.create_engine(sync_url, connect_args={"check_same_thread": False})
+    _tune_sqlite(engine)
+    return engine

@@ -52,6 +52,7 @@ __all__ = [
 ]
 
 _I = images.c
+_P = products.c
 _R = requests.c
 _D = deliveries.c
 
@@ -535,9 +536,17 @@ async def retry_delivery_later(
 
 async def list_deliveries(conn: AsyncConnection, request_id: UUID) -> list[DeliveryInfo]:
     """A request's notifications, oldest first."""
-    rows = (
-        await conn.execute(sa.select(deliveries).where(_D.request_id == request_id).order_by(_D.id))
-    ).all()
+    return await conn.run_sync(read_deliveries, request_id)
+
+
+_DELIVERIES = (
+    sa.select(deliveries).where(_D.request_id == sa.bindparam("request_id")).order_by(_D.id)
+)
+
+
+def read_deliveries(conn: sa.Connection, request_id: UUID) -> list[DeliveryInfo]:
+    """:func:`list_deliveries` on a synchronous connection."""
+    rows = conn.execute(_DELIVERIES, {"request_id": request_id}).all()
     return [
         DeliveryInfo(
             id=row.id,
@@ -582,7 +591,15 @@ def _request_info(row: sa.Row[Any]) -> RequestInfo:
 
 async def get_request(conn: AsyncConnection, request_id: UUID) -> RequestInfo | None:
     """One request, or None."""
-    row = (await conn.execute(sa.select(requests).where(_R.id == request_id))).first()
+    return await conn.run_sync(read_request, request_id)
+
+
+_REQUEST = sa.select(requests).where(_R.id == sa.bindparam("request_id"))
+
+
+def read_request(conn: sa.Connection, request_id: UUID) -> RequestInfo | None:
+    """:func:`get_request` on a synchronous connection."""
+    row = conn.execute(_REQUEST, {"request_id": request_id}).first()
     return None if row is None else _request_info(row)
 
 
@@ -651,37 +668,48 @@ async def product_page(
     conn: AsyncConnection, request_id: UUID, *, start: int, limit: int
 ) -> list[ProductInfo]:
     """Products with positions ``start`` … ``start+limit-1``, each with its images, in order."""
-    product_rows = (
-        await conn.execute(
-            sa.select(products)
-            .where(
-                products.c.request_id == request_id,
-                products.c.position >= start,
-                products.c.position < start + limit,
-            )
-            .order_by(products.c.position)
-        )
+    return await conn.run_sync(read_product_page, request_id, start=start, limit=limit)
+
+
+# The status endpoint runs this on every poll: one statement (products outer-joined to their
+# images), built once, since building a statement costs more than SQLite takes to run it.
+_PRODUCT_PAGE = (
+    sa.select(
+        _P.position,
+        _P.row,
+        _P.serial,
+        _P.name,
+        _P.extra,
+        _I.url,
+        *(_I[f].label(f"image_{f}") for f in _IMAGE_FIELDS),
+    )
+    .outerjoin(images, sa.and_(_I.request_id == _P.request_id, _I.product_position == _P.position))
+    .where(
+        _P.request_id == sa.bindparam("request_id"),
+        _P.position >= sa.bindparam("start"),
+        _P.position < sa.bindparam("stop"),
+    )
+    .order_by(_P.position, _I.position)
+)
+
+
+def read_product_page(
+    conn: sa.Connection, request_id: UUID, *, start: int, limit: int
+) -> list[ProductInfo]:
+    """:func:`product_page` on a synchronous connection."""
+    rows = conn.execute(
+        _PRODUCT_PAGE, {"request_id": request_id, "start": start, "stop": start + limit}
     ).all()
-    if not product_rows:
-        return []
-    image_rows = (
-        await conn.execute(
-            sa.select(images.c.product_position, images.c.url, *(_I[f] for f in _IMAGE_FIELDS))
-            .where(
-                _I.request_id == request_id,
-                _I.product_position >= start,
-                _I.product_position < start + limit,
-            )
-            .order_by(_I.product_position, _I.position)
-        )
-    ).all()
-    by_product: dict[int, list[ImageInfo]] = {}
-    for row in image_rows:
-        fields = {f: getattr(row, f) for f in _IMAGE_FIELDS}
-        fields["status"] = ImageStatus(row.status)
-        by_product.setdefault(row.product_position, []).append(
-            ImageInfo(input_url=row.url, **fields)
-        )
+    found: dict[int, tuple[sa.Row[Any], list[ImageInfo]]] = {}
+    for row in rows:
+        entry = found.get(row.position)
+        if entry is None:
+            entry = found[row.position] = (row, [])
+        if row.url is None:  # a product without images (outer join)
+            continue
+        fields = dict(zip(_IMAGE_FIELDS, row[6:], strict=True))
+        fields["status"] = ImageStatus(fields["status"])
+        entry[1].append(ImageInfo(input_url=row.url, **fields))
     return [
         ProductInfo(
             position=row.position,
@@ -689,9 +717,9 @@ async def product_page(
             serial=row.serial,
             name=row.name,
             extra=tuple(row.extra or ()),
-            images=tuple(by_product.get(row.position, ())),
+            images=tuple(product_images),
         )
-        for row in product_rows
+        for row, product_images in found.values()
     ]
 
 
