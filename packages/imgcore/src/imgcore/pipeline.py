@@ -13,6 +13,7 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any, TypeVar
 
 import anyio
@@ -23,8 +24,8 @@ from imgcore.compress import (
     CompressedImage,
     CompressOptions,
     ImageError,
+    ThumbnailOptions,
     compress,
-    make_thumbnail,
 )
 from imgcore.config import Config
 from imgcore.db import repo
@@ -37,7 +38,7 @@ from imgcore.states import ImageStatus
 from imgcore.storage.base import Storage, StorageError
 from imgcore.tuning import compression_worker_init
 
-__all__ = ["Compressor", "Pipeline", "compress_with_thumbnail", "storage_key", "utcnow"]
+__all__ = ["Compressor", "Pipeline", "storage_key", "utcnow"]
 
 log = logging.getLogger("imgcore.pipeline")
 
@@ -60,12 +61,21 @@ class Compressor:
     killer — fails only the image it held, and the pool is rebuilt.
     ``mode="thread"``: worker threads in this process (Pillow releases the GIL while it
     decodes and encodes, but downloads and database work compete for it).
+    ``thumbnail``: what :meth:`with_thumbnail` makes (256 px, JPEG quality 70 by default).
     """
 
-    def __init__(self, options: CompressOptions, *, workers: int, mode: str = "process") -> None:
+    def __init__(
+        self,
+        options: CompressOptions,
+        *,
+        workers: int,
+        mode: str = "process",
+        thumbnail: ThumbnailOptions | None = None,
+    ) -> None:
         if mode not in ("process", "thread"):
             raise ValueError(f"unknown compress mode {mode!r}")
         self.options = options
+        self.thumbnail = thumbnail or ThumbnailOptions()
         self.workers = workers
         self.mode = mode
         self._limiter = anyio.CapacityLimiter(workers)
@@ -75,10 +85,10 @@ class Compressor:
         """Compress ``data`` on a worker; raises :class:`imgcore.compress.ImageError`."""
         return await self._run(compress, data, self.options)
 
-    async def with_thumbnail(self, data: bytes) -> tuple[CompressedImage, bytes | None]:
-        """Compress ``data`` and make its thumbnail in one worker call (see
-        :func:`compress_with_thumbnail`)."""
-        return await self._run(compress_with_thumbnail, data, self.options)
+    async def with_thumbnail(self, data: bytes) -> CompressedImage:
+        """Compress ``data`` with its ``thumbnail`` made from the same decode, in one worker
+        call (``thumbnail`` is None if it could not be made: it is optional)."""
+        return await self._run(partial(compress, thumbnail=self.thumbnail), data, self.options)
 
     async def _run(self, function: Callable[[bytes, CompressOptions], T], *args: Any) -> T:
         if self.mode == "thread":
@@ -110,19 +120,6 @@ class Compressor:
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None
-
-
-def compress_with_thumbnail(
-    data: bytes, options: CompressOptions
-) -> tuple[CompressedImage, bytes | None]:
-    """The compressed image and a small JPEG of it (None if that failed: it is optional)."""
-    image = compress(data, options)
-    try:
-        # From the output, already oriented and converted: cheaper to decode than the input.
-        thumbnail: bytes | None = make_thumbnail(image.data)
-    except ImageError:
-        thumbnail = None
-    return image, thumbnail
 
 
 def storage_key(claim: Claim, extension: str) -> str:
@@ -169,13 +166,14 @@ class Pipeline:
             await self._error(claim, exc.reason, str(exc), exc.transient, started)
             return
         try:
-            image, thumbnail = await self.compressor.with_thumbnail(fetched.data)
+            image = await self.compressor.with_thumbnail(fetched.data)
         except ImageError as exc:
             # A dead worker may be the OOM killer rather than this image: worth another try.
             transient = exc.reason == "worker_crashed"
             await self._error(claim, exc.reason, str(exc), transient, started)
             return
         key = storage_key(claim, image.extension)
+        thumbnail = image.thumbnail
         thumbnail_key = storage_key(claim, THUMBNAIL_EXTENSION) if thumbnail else None
         try:
             await self.storage.put(key, image.data, content_type=image.media_type)
@@ -221,8 +219,10 @@ class Pipeline:
         for extension in (".jpg", ".webp", ".avif", THUMBNAIL_EXTENSION):
             try:
                 await self.storage.delete(storage_key(claim, extension))
-            except StorageError:
-                log.warning("could not delete %s", storage_key(claim, extension))
+            except Exception:
+                # Whatever a storage plugin raises, the image must still end failed (else it
+                # is reclaimed forever); an object left behind is logged, not fatal.
+                log.warning("could not delete %s", storage_key(claim, extension), exc_info=True)
         result = ImageResult(status=ImageStatus.FAILED, error_reason=reason, error=message)
         await self._finish(claim, result, started)
 
