@@ -11,6 +11,7 @@ import logging
 from collections.abc import Iterable, Mapping
 from http import HTTPStatus
 from typing import Any
+from urllib.parse import quote
 
 import msgspec
 from imgcore.csvio import CsvIssue, CsvValidationError
@@ -18,6 +19,7 @@ from imgcore.engine import RequestNotFoundError
 from imgcore.errors import ImgcoreError
 from imgcore.notify.webhook import WebhookURLError
 from litestar import Request, Response
+from litestar.datastructures import ResponseHeader
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.types import ExceptionHandlersMap
@@ -27,6 +29,7 @@ __all__ = [
     "Problem",
     "ProblemError",
     "ProblemIssue",
+    "documented_header",
     "exception_handlers",
     "problem_responses",
 ]
@@ -129,8 +132,13 @@ def problem_response(problem: Problem, headers: Mapping[str, str] | None = None)
     )
 
 
+def _instance(request: Request[Any, Any, Any]) -> str:
+    # A URI reference (RFC 9457 3.1.5): the decoded path percent-encoded again.
+    return quote(request.url.path, safe="/:@!$&'()*+,;=")
+
+
 def _handle_problem(request: Request[Any, Any, Any], exc: ProblemError) -> Response[Any]:
-    return problem_response(exc.problem(request.url.path), exc.headers)
+    return problem_response(exc.problem(_instance(request)), exc.headers)
 
 
 def _handle_imgcore(request: Request[Any, Any, Any], exc: ImgcoreError) -> Response[Any]:
@@ -157,7 +165,7 @@ def _handle_http(request: Request[Any, Any, Any], exc: HTTPException) -> Respons
         title=HTTPStatus(status).phrase,
         status=status,
         detail=exc.detail if status < 500 else None,
-        instance=request.url.path,
+        instance=_instance(request),
         reason=reason,
         errors=errors or None,
     )
@@ -203,3 +211,12 @@ def problem_responses(*statuses: int) -> dict[int, ResponseSpec]:
         )
         for status in statuses
     }
+
+
+def documented_header(name: str, description: str) -> ResponseHeader:
+    """A header the success response always carries, for the OpenAPI schema only."""
+    # A value makes Litestar give the header a schema (a string); documentation-only
+    # headers are never sent, the handler sets the real one.
+    return ResponseHeader(
+        name=name, value="", documentation_only=True, required=True, description=description
+    )

@@ -5,19 +5,20 @@ from __future__ import annotations
 import mimetypes
 import os
 import stat
-from typing import Any
+from typing import Annotated, Any
 
 import anyio
 from imgcore.engine import Engine
 from imgcore.storage.base import StorageError
 from imgcore.storage.filesystem import FileStorage
-from litestar import Request, Response, get
+from litestar import Response, get
 from litestar.datastructures import ETag
 from litestar.di import NamedDependency
-from litestar.params import FromPath
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.params import FromPath, HeaderParameter
 from litestar.response import File
 
-from imgapi.problems import ProblemError, problem_responses
+from imgapi.problems import ProblemError, documented_header, problem_responses
 
 __all__ = ["CACHE_CONTROL", "media"]
 
@@ -50,14 +51,30 @@ def _etag_matches(if_none_match: str | None, etag: str) -> bool:
 
 @get(
     "/media/{key:path}",
-    responses=problem_responses(400, 404),
+    responses={
+        **problem_responses(400, 404),
+        304: ResponseSpec(
+            data_container=None,
+            description="Not modified: `If-None-Match` names the image's ETag",
+            generate_examples=False,
+        ),
+    },
     summary="A stored image",
     description="Served with a strong ETag and a one-year immutable Cache-Control.",
     tags=["media"],
-    media_type="application/octet-stream",
+    media_type="image/*",
+    response_headers=[
+        documented_header("ETag", "Strong validator, for `If-None-Match`"),
+        documented_header("Cache-Control", CACHE_CONTROL),
+    ],
 )
 async def media(
-    request: Request[Any, Any, Any], key: FromPath[str], engine: NamedDependency[Engine]
+    key: FromPath[str],
+    engine: NamedDependency[Engine],
+    if_none_match: Annotated[
+        str | None,
+        HeaderParameter(name="If-None-Match", description="ETags held; a match answers 304"),
+    ] = None,
 ) -> Response[Any]:
     """Serve one stored file."""
     storage = engine.storage
@@ -69,17 +86,13 @@ async def media(
         info = await anyio.to_thread.run_sync(os.stat, path)
     except (StorageError, OSError, ValueError):
         raise _not_found() from None
-    if not stat.S_ISREG(info.st_mode):
-        raise _not_found()
+    media_type = _TYPES.get(path.suffix.lower()) or mimetypes.guess_type(path.name)[0] or ""
+    if not stat.S_ISREG(info.st_mode) or not media_type.startswith("image/"):
+        raise _not_found()  # only images are stored here: serve nothing else
     tag = f"{info.st_size:x}-{info.st_mtime_ns:x}"
     headers = {"Cache-Control": CACHE_CONTROL, "X-Content-Type-Options": "nosniff"}
-    if _etag_matches(request.headers.get("if-none-match"), f'"{tag}"'):
+    if _etag_matches(if_none_match, f'"{tag}"'):
         return Response(b"", status_code=304, headers={**headers, "ETag": f'"{tag}"'})
-    media_type = (
-        _TYPES.get(path.suffix.lower())
-        or mimetypes.guess_type(path.name)[0]
-        or "application/octet-stream"
-    )
     return File(
         path,
         filename=path.name,

@@ -14,6 +14,7 @@ from imgcore.errors import ImgcoreError
 from litestar import Request, Response, post
 from litestar.di import NamedDependency
 from litestar.openapi.spec import (
+    Encoding,
     OpenAPIFormat,
     OpenAPIMediaType,
     OpenAPIType,
@@ -33,7 +34,7 @@ from imgapi.form import (
     limited,
     too_large,
 )
-from imgapi.problems import ProblemError, from_imgcore, problem_responses
+from imgapi.problems import ProblemError, documented_header, from_imgcore, problem_responses
 from imgapi.runtime import Runtime
 
 __all__ = ["Accepted", "upload"]
@@ -74,7 +75,17 @@ class _UploadOperation(Operation):
             required=True,
             description="A multipart form with the CSV in `file`, or the CSV itself as text/csv",
             content={
-                "multipart/form-data": OpenAPIMediaType(schema=form),
+                "multipart/form-data": OpenAPIMediaType(
+                    schema=form,
+                    # The file part's accepted labels (none at all is accepted too).
+                    encoding={
+                        FILE_FIELD: Encoding(
+                            content_type=", ".join(
+                                sorted(CSV_MEDIA_TYPES, key=lambda t: (t != "text/csv", t))
+                            )
+                        )
+                    },
+                ),
                 "text/csv": OpenAPIMediaType(
                     schema=Schema(type=OpenAPIType.STRING, format=OpenAPIFormat.BINARY)
                 ),
@@ -89,6 +100,7 @@ class _UploadOperation(Operation):
     guards=[require_api_key],
     security=SECURITY,
     operation_class=_UploadOperation,
+    response_headers=[documented_header("Location", "The URL of the new request's status")],
     responses=problem_responses(400, 401, 413, 415),
     summary="Upload a CSV of products",
     description=(
