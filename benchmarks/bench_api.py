@@ -65,6 +65,16 @@ def start_server(work: Path, port: int, server: str = "uvicorn") -> subprocess.P
     raise SystemExit("imgapi serve did not become ready")
 
 
+def stop(server: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then SIGKILL if the server is still there after 30 s."""
+    server.send_signal(signal.SIGTERM)
+    try:
+        server.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        server.wait()
+
+
 def run_bench(base: str, csv_path: Path, origin_url: str, pid: int) -> dict[str, object]:
     out = Path(tempfile.mkdtemp()) / "run.jsonl"
     subprocess.run(
@@ -220,20 +230,19 @@ def main() -> None:
                 f"{took * 1000:.0f} ms (HTTP {reply.status_code})"
             )
 
-            # A request that is still processing while the status endpoint is under load.
-            status_under_load(base, busy_csv, "uvicorn")
         finally:
-            server.send_signal(signal.SIGTERM)
-            server.wait(timeout=60)
-        if shutil.which("granian"):
-            work = Path(tempfile.mkdtemp(prefix="imgcore-api-granian-"))
+            stop(server)
+        # Status under load on a fresh server of each kind, the same request processing.
+        for kind in ("uvicorn", "granian"):
+            if kind == "granian" and not shutil.which("granian"):
+                continue
+            work = Path(tempfile.mkdtemp(prefix=f"imgcore-api-{kind}-"))
             port = free_port()
-            server = start_server(work, port, "granian")
+            server = start_server(work, port, kind)
             try:
-                status_under_load(f"http://127.0.0.1:{port}", busy_csv, "granian")
+                status_under_load(f"http://127.0.0.1:{port}", busy_csv, kind)
             finally:
-                server.send_signal(signal.SIGTERM)
-                server.wait(timeout=60)
+                stop(server)
 
 
 if __name__ == "__main__":
