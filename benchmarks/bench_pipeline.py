@@ -9,6 +9,7 @@ images. Also compares compression on threads and on processes. Prints figures; a
 from __future__ import annotations
 
 import argparse
+import resource
 import tempfile
 import time
 from pathlib import Path
@@ -16,6 +17,15 @@ from pathlib import Path
 import anyio
 from _bench import cpu_limit, make_csv, origin
 from imgcore import Config, Engine
+
+
+def cpu_seconds() -> tuple[float, float]:
+    """CPU seconds (user + system) of this process and of its waited-for children."""
+    me, children = (
+        resource.getrusage(resource.RUSAGE_SELF),
+        resource.getrusage(resource.RUSAGE_CHILDREN),
+    )
+    return me.ru_utime + me.ru_stime, children.ru_utime + children.ru_stime
 
 
 async def run_once(csv_path: Path, base_url: str, mode: str) -> tuple[float, int]:
@@ -48,11 +58,16 @@ def main() -> None:
         print(f"bare Pillow decode+encode q50, 2 processes: {limit:.2f} img/s")
         for mode in args.modes.split(","):
             anyio.run(run_once, csv_path, base_url, mode)  # warm-up (imports, page cache)
+            main_before, workers_before = cpu_seconds()
             wall, n = anyio.run(run_once, csv_path, base_url, mode)
+            main_after, workers_after = cpu_seconds()
             rate = n / wall
             print(
                 f"imgcore local executor ({mode:7s}): {n} images in {wall:.2f}s = "
-                f"{rate:.2f} img/s = {rate / limit:.2f} of the limit"
+                f"{rate:.2f} img/s = {rate / limit:.2f} of the limit; CPU: main process "
+                f"{main_after - main_before:.1f} s, compression processes "
+                f"{workers_after - workers_before:.1f} s (the bare limit spends "
+                f"{2 * n / limit:.1f} s on the same images)"
             )
 
 
