@@ -20,7 +20,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 from support.origin import OriginServer
-from support.server import ApiServer
+from support.server import ApiServer, server_env
 from support.services import services_required
 
 CHROMIUM = Path(os.environ.get("IMGCORE_CHROMIUM", "/usr/bin/chromium"))
@@ -39,17 +39,13 @@ DESKTOP = {"width": 1280, "height": 860}
 PHONE = {"width": 390, "height": 844}
 
 
-def server_env(root: Path) -> dict[str, str]:
-    return {
-        "IMGCORE_DATABASE_URL": f"sqlite+aiosqlite:///{root}/imgcore.sqlite3",
-        "IMGCORE_STORAGE_URL": f"file:{root}/media",
-        "IMGCORE_FETCH_ALLOW": "127.0.0.1",
-        "IMGCORE_FETCH_MAX_ATTEMPTS": "1",
-        "IMGCORE_POLL_INTERVAL": "0.05",
-        "IMGCORE_WORKERS": "2",
-        "IMGAPI_SESSION_SECRET": "a test secret, not a real one",
-        "IMGAPI_LOG_FORMAT": "none",
-    }
+def env_for(root: Path) -> dict[str, str]:
+    return server_env(
+        root,
+        IMGCORE_WORKERS="2",
+        IMGAPI_SESSION_SECRET="a test secret, not a real one",
+        IMGAPI_LOG_FORMAT="none",
+    )
 
 
 def create_admin(env: dict[str, str], cwd: Path, username: str, password: str) -> None:
@@ -119,7 +115,7 @@ def setup(
     browser: Browser, tmp_path_factory: pytest.TempPathFactory, _origin_server: OriginServer
 ) -> Iterator[Setup]:
     root = tmp_path_factory.mktemp("admin-e2e")
-    env = server_env(root)
+    env = env_for(root)
     create_admin(env, root, "admin", PASSWORD)
     create_admin(env, root, "careless", PASSWORD)
     origin = _origin_server

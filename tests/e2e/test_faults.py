@@ -43,7 +43,7 @@ from imgcore.states import RequestStatus
 from support.csvgen import PHOTOS
 from support.origin import OriginServer
 from support.saq import counters, make_csv, postgres_database, start_worker, stop
-from support.server import ApiServer, WebhookReceiver, free_port
+from support.server import ApiServer, WebhookReceiver, free_port, server_env
 from support.services import POSTGRES_URL, services_required
 
 # Generous bounds: server start-up alone takes seconds on a loaded machine.
@@ -122,20 +122,16 @@ async def assert_delivered_once(
 # -- setups -------------------------------------------------------------------------------------
 
 
-def server_env(root: Path, **extra: str) -> dict[str, str]:
-    """IMGCORE_* for a server (or worker) on a SQLite file and a media directory in ``root``."""
-    return {
-        "IMGCORE_DATABASE_URL": f"sqlite+aiosqlite:///{root}/imgcore.sqlite3",
-        "IMGCORE_STORAGE_URL": f"file://{root}/media",
-        "IMGCORE_FETCH_ALLOW": "127.0.0.1/32",
-        "IMGCORE_FETCH_MAX_ATTEMPTS": "1",
+def fault_env(root: Path, **extra: str) -> dict[str, str]:
+    """A server's (or worker's) environment with short leases and webhook retries."""
+    defaults = {
         "IMGCORE_POLL_INTERVAL": "0.1",
         "IMGCORE_WORKERS": "2",
         # Images a dead process held come back two seconds after its last renewal.
         "IMGCORE_LEASE_SECONDS": "2",
         "IMGCORE_WEBHOOK_RETRY_SCHEDULE": "0.3",
-        **extra,
     }
+    return server_env(root, **{**defaults, **extra})
 
 
 def slow_urls(origin: OriginServer, n: int, seconds: float, tag: str) -> list[str]:
@@ -181,7 +177,7 @@ async def test_a_server_killed_at_random_points_still_ends_every_image_once(
     rng = random.Random(seed)
     n, rounds = 96, 4
     # At most 4 downloads of 0.4 s in flight (10 images/s): the kills land mid-request.
-    env = server_env(
+    env = fault_env(
         tmp_path,
         IMGCORE_FETCH_CONCURRENCY="4",
         # An image in flight at every kill is claimed rounds + 1 times.
@@ -313,7 +309,7 @@ async def test_a_postgresql_restart_mid_run_is_survived(
     n = 90
     urls = slow_urls(origin, n, 0.4, "pg")
     log = tmp_path / "worker.log"
-    env = server_env(tmp_path, IMGCORE_DATABASE_URL=postgres_url, IMGCORE_FETCH_CONCURRENCY="4")
+    env = fault_env(tmp_path, IMGCORE_DATABASE_URL=postgres_url, IMGCORE_FETCH_CONCURRENCY="4")
     try:
         with WebhookReceiver() as hooks:
             async with Engine(Config.from_env(env)) as engine:
@@ -374,7 +370,7 @@ class BrokenRoot:
 
 def storage_config(root: Path, **changes: Any) -> Config:
     return Config.from_env(
-        server_env(root, IMGCORE_FETCH_CONCURRENCY="4", IMGCORE_COMPRESS_POOL="thread"),
+        fault_env(root, IMGCORE_FETCH_CONCURRENCY="4", IMGCORE_COMPRESS_POOL="thread"),
         **changes,
     )
 
@@ -457,7 +453,7 @@ async def test_a_webhook_receiver_down_at_the_end_gets_the_delivery_once_when_ba
 ) -> None:
     port = free_port()  # where the receiver will be; nothing listens there yet
     hook_url = f"http://127.0.0.1:{port}/hook"
-    env = server_env(tmp_path, IMGCORE_WEBHOOK_RETRY_SCHEDULE=",".join(["0.3"] * 40))
+    env = fault_env(tmp_path, IMGCORE_WEBHOOK_RETRY_SCHEDULE=",".join(["0.3"] * 40))
     async with Engine(Config.from_env(env)) as engine:
         with ApiServer(env=env, cwd=tmp_path, startup_timeout=STARTUP) as server:
             request_id = await upload(server, make_csv(slow_urls(origin, 3, 0, "hook")), hook_url)

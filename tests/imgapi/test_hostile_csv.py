@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import io
 import sqlite3
-import threading
 import time
 import uuid
 from collections.abc import Iterable, Iterator
@@ -18,12 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import psutil
 import pytest
 from support.csvgen import make_csv, photo_urls
 from support.hostile import FORMULA_NAMES, HostileCsv, endless_csv, hostile_csvs
+from support.memory import PeakRss
 from support.origin import OriginServer
-from support.server import ApiServer
+from support.server import ApiServer, server_env
 
 PROBLEM = "application/problem+json"
 MAX_UPLOAD = 32_000_000  # above the 10 MB cell, so the CSV parser is what refuses it
@@ -36,16 +35,12 @@ CASES = hostile_csvs()
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiServer]:
     root = tmp_path_factory.mktemp("hostile")
-    env = {
-        "IMGCORE_DATABASE_URL": f"sqlite+aiosqlite:///{root}/imgcore.sqlite3",
-        "IMGCORE_STORAGE_URL": f"file:{root}/media",
-        "IMGCORE_FETCH_ALLOW": "127.0.0.1",
-        "IMGCORE_FETCH_MAX_ATTEMPTS": "1",
-        "IMGCORE_POLL_INTERVAL": "0.05",
-        "IMGCORE_WORKERS": "1",
-        "IMGCORE_COMPRESS_POOL": "thread",
-        "IMGAPI_MAX_UPLOAD_BYTES": str(MAX_UPLOAD),
-    }
+    env = server_env(
+        root,
+        IMGCORE_WORKERS="1",
+        IMGCORE_COMPRESS_POOL="thread",
+        IMGAPI_MAX_UPLOAD_BYTES=str(MAX_UPLOAD),
+    )
     with ApiServer(env=env, cwd=root, startup_timeout=90) as running:
         yield running
 
@@ -150,32 +145,6 @@ def test_a_hostile_csv_is_refused_with_its_row_and_column_and_nothing_is_stored(
     assert_good_upload_is_accepted(server, origin)
 
 
-class _PeakRss:
-    """Samples a process's resident memory in a thread; ``growth`` is peak minus start."""
-
-    def __init__(self, pid: int) -> None:
-        self._process = psutil.Process(pid)
-        self.start = self.peak = self._process.memory_info().rss
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.005):
-            self.peak = max(self.peak, self._process.memory_info().rss)
-
-    def __enter__(self) -> _PeakRss:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    @property
-    def growth(self) -> int:
-        return self.peak - self.start
-
-
 @pytest.mark.parametrize("transport", ["multipart", "text/csv"])
 def test_a_1_gb_upload_is_refused_at_the_limit_while_it_streams(
     server: ApiServer, origin: OriginServer, transport: str
@@ -191,7 +160,7 @@ def test_a_1_gb_upload_is_refused_at_the_limit_while_it_streams(
     before = stored_rows(server.cwd)
     assert server.process is not None
     # Chunked transfer encoding: no Content-Length, so only counting the bytes can stop it.
-    with _PeakRss(server.process.pid) as rss:
+    with PeakRss(server.process.pid) as rss:
         response = upload(server, counted(endless_csv(GIB)), transport)
 
     assert response.status_code == 413, response.text

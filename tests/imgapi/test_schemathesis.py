@@ -36,7 +36,7 @@ from schemathesis.python import asgi
 from schemathesis.specs.openapi.schemas import OpenApiSchema
 from support.csvgen import make_csv, photo_urls
 from support.origin import OriginServer
-from support.server import ApiServer, core_config
+from support.server import ApiServer, core_config, server_env
 
 KEY = "schemathesis-key-0123456789"
 PROBLEM = "application/problem+json"
@@ -103,15 +103,7 @@ def _apps() -> Iterator[None]:
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiServer]:
     """``imgapi serve`` with an API key, on 127.0.0.1."""
     root = tmp_path_factory.mktemp("schemathesis-http")
-    env = {
-        "IMGCORE_DATABASE_URL": f"sqlite+aiosqlite:///{root}/imgcore.sqlite3",
-        "IMGCORE_STORAGE_URL": f"file:{root}/media",
-        "IMGCORE_FETCH_ALLOW": "127.0.0.1",
-        "IMGCORE_FETCH_MAX_ATTEMPTS": "1",
-        "IMGCORE_POLL_INTERVAL": "0.05",
-        "IMGAPI_MAX_UPLOAD_BYTES": str(MAX_UPLOAD),
-        "IMGAPI_API_KEYS": KEY,
-    }
+    env = server_env(root, IMGAPI_MAX_UPLOAD_BYTES=str(MAX_UPLOAD), IMGAPI_API_KEYS=KEY)
     with ApiServer(env=env, cwd=root) as running:
         yield running
 

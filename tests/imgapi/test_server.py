@@ -18,29 +18,25 @@ import pytest
 from PIL import Image
 from support.csvgen import make_csv, photo_urls
 from support.origin import OriginServer
-from support.server import ApiServer, WebhookReceiver
+from support.server import ApiServer, WebhookReceiver, server_env
 
 BOUNDARY = "imgapi-test-boundary"
 
 
-def server_env(root: Path) -> dict[str, str]:
-    return {
-        "IMGCORE_DATABASE_URL": f"sqlite+aiosqlite:///{root}/imgcore.sqlite3",
-        "IMGCORE_STORAGE_URL": f"file:{root}/media",
-        "IMGCORE_FETCH_ALLOW": "127.0.0.1",
-        "IMGCORE_FETCH_MAX_ATTEMPTS": "1",
-        "IMGCORE_POLL_INTERVAL": "0.05",
-        "IMGCORE_WORKERS": "2",
-        "IMGCORE_WEBHOOK_RETRY_SCHEDULE": "0.2",
-        "IMGAPI_MAX_UPLOAD_BYTES": "5000000",
-    }
+def env_for(root: Path) -> dict[str, str]:
+    return server_env(
+        root,
+        IMGCORE_WORKERS="2",
+        IMGCORE_WEBHOOK_RETRY_SCHEDULE="0.2",
+        IMGAPI_MAX_UPLOAD_BYTES="5000000",
+    )
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiServer]:
     root = tmp_path_factory.mktemp("server")
     (root / "secret.txt").write_text("not for you")
-    with ApiServer(env=server_env(root), cwd=root) as running:
+    with ApiServer(env=env_for(root), cwd=root) as running:
         yield running
 
 
@@ -159,7 +155,7 @@ def test_sigterm_stops_the_server_and_returns_unfinished_images(
     tmp_path: Path, origin: OriginServer
 ) -> None:
     slow = [origin.url(f"/slow/2/img/s03_coffee.jpg?stop{i}") for i in range(4)]
-    with ApiServer(env=server_env(tmp_path), cwd=tmp_path) as server:
+    with ApiServer(env=env_for(tmp_path), cwd=tmp_path) as server:
         response = httpx.post(
             server.url("/upload"), files={"file": ("p.csv", make_csv([slow]), "text/csv")}
         )

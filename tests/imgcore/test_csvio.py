@@ -27,7 +27,7 @@ from imgcore.csvio import (
     write_output_csv,
 )
 from imgcore.errors import ImgcoreError
-from support.csvgen import HEADER, csv_bytes, image_url, product_rows
+from support.csvgen import HEADER, csv_bytes, image_url, parse_chunks, product_rows
 
 URL = "https://img.example.com/a.jpg"
 URL2 = "https://img.example.com/b.jpg"
@@ -40,21 +40,6 @@ def parse(
     """Feed ``data`` whole and finish."""
     parser = CsvParser(limits, window_bytes=window)
     return parser.feed(data) + parser.finish()
-
-
-def parse_chunks(
-    chunks: Iterable[bytes], limits: CsvLimits | None = None, *, window: int = 256 * 1024
-) -> list[Product] | CsvValidationError:
-    """Feed ``chunks`` one by one; the products, or the error raised."""
-    parser = CsvParser(limits, window_bytes=window)
-    products: list[Product] = []
-    try:
-        for chunk in chunks:
-            products += parser.feed(chunk)
-        products += parser.finish()
-    except CsvValidationError as exc:
-        return exc
-    return products
 
 
 def feed_all(parser: CsvParser, chunks: Iterable[bytes]) -> None:

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterable
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from imgcore.csvio import HEADER_ALIASES, CsvParser, CsvValidationError, Product
-from support.csvgen import image_url
+from imgcore.csvio import HEADER_ALIASES, CsvValidationError, Product
+from support.csvgen import image_url, parse_chunks
 
 PROPERTY = settings(max_examples=150, deadline=None)
 
@@ -91,18 +90,6 @@ def chunkings(draw: st.DrawFn, data: bytes) -> list[bytes]:
     return [data[a:b] for a, b in zip([0, *cuts], [*cuts, len(data)], strict=True)]
 
 
-def parse_chunks(chunks: Iterable[bytes], window: int) -> list[Product] | CsvValidationError:
-    parser = CsvParser(window_bytes=window)
-    products: list[Product] = []
-    try:
-        for chunk in chunks:
-            products += parser.feed(chunk)
-        products += parser.finish()
-    except CsvValidationError as exc:
-        return exc
-    return products
-
-
 def verdict(result: list[Product] | CsvValidationError) -> object:
     if isinstance(result, CsvValidationError):
         return (result.issues, result.truncated)
@@ -118,7 +105,7 @@ def test_a_valid_csv_parses_to_its_rows_however_it_is_cut(
     data: st.DataObject, csv_file: tuple[bytes, list[Product]], window: int
 ) -> None:
     content, products = csv_file
-    assert parse_chunks(data.draw(chunkings(content)), window) == products
+    assert parse_chunks(data.draw(chunkings(content)), window=window) == products
 
 
 _DAMAGE = st.sampled_from(
@@ -143,4 +130,4 @@ def test_a_damaged_csv_gets_the_same_verdict_however_it_is_cut(
     at = data.draw(st.integers(0, len(content)))
     damaged = content[:at] + damage + content[at:]
     whole = parse_chunks([damaged], window=256 * 1024)
-    assert verdict(parse_chunks(data.draw(chunkings(damaged)), window)) == verdict(whole)
+    assert verdict(parse_chunks(data.draw(chunkings(damaged)), window=window)) == verdict(whole)

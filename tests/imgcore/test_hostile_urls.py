@@ -9,17 +9,14 @@ would slip past it, so the tests prove the guard acted first.
 
 from __future__ import annotations
 
-import contextlib
 import io
 import socket
-import threading
 import zipfile
 from ipaddress import ip_address
 from pathlib import Path
 from typing import Any
 
 import anyio
-import psutil
 import pytest
 from imgcore import Config, Engine
 from imgcore.netguard import AllowList, BlockedAddressError, check_addresses, check_ip
@@ -27,6 +24,7 @@ from imgcore.states import ImageStatus, RequestStatus
 from PIL import Image
 from support.csvgen import make_csv
 from support.images import encode, text_bomb_png
+from support.memory import PeakRss
 from support.origin import OriginServer, gzip_bomb_parts, png_bomb
 
 pytestmark = pytest.mark.anyio
@@ -230,39 +228,6 @@ async def test_polyglots_are_re_encoded_so_their_payload_is_never_served(
         assert b"PK\x03\x04" not in stored
 
 
-class _TreeRss:
-    """Peak resident memory of this process and its children, sampled in a thread."""
-
-    def __init__(self) -> None:
-        self._me = psutil.Process()
-        self.start = self.peak = self._total()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _total(self) -> int:
-        total = 0
-        for process in [self._me, *self._me.children(recursive=True)]:
-            with contextlib.suppress(psutil.NoSuchProcess):
-                total += process.memory_info().rss
-        return total
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.01):
-            self.peak = max(self.peak, self._total())
-
-    def __enter__(self) -> _TreeRss:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    @property
-    def growth(self) -> int:
-        return self.peak - self.start
-
-
 async def test_bombs_and_endless_bodies_fail_and_memory_stays_bounded(
     tmp_path: Path, origin: OriginServer
 ) -> None:
@@ -279,7 +244,7 @@ async def test_bombs_and_endless_bodies_fail_and_memory_stays_bounded(
     ]
     # Compression in threads: the downloads and the decoders all run in this process, so its
     # memory (with any children's) is the worker's.
-    with _TreeRss() as rss:
+    with PeakRss(tree=True, every=0.01) as rss:
         info, images = await run(config_for(tmp_path), [url for url, _ in hostile])
 
     assert info.status is RequestStatus.FAILED

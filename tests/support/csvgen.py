@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
+from imgcore.csvio import CsvLimits, CsvParser, CsvValidationError, Product
+
 if TYPE_CHECKING:
     from support.origin import OriginServer
 
@@ -61,3 +63,18 @@ def csv_bytes(
     lines = [header] if header is not None else []
     text = "".join(",".join(map(_cell, line)) + newline for line in [*lines, *rows])
     return (b"\xef\xbb\xbf" if bom else b"") + text.encode()
+
+
+def parse_chunks(
+    chunks: Iterable[bytes], limits: CsvLimits | None = None, *, window: int = 256 * 1024
+) -> list[Product] | CsvValidationError:
+    """Feed ``chunks`` to a :class:`CsvParser` one by one; the products, or the error raised."""
+    parser = CsvParser(limits, window_bytes=window)
+    products: list[Product] = []
+    try:
+        for chunk in chunks:
+            products += parser.feed(chunk)
+        products += parser.finish()
+    except CsvValidationError as exc:
+        return exc
+    return products

@@ -46,6 +46,19 @@ def free_port(host: str = "127.0.0.1") -> int:
         return port
 
 
+def server_env(root: Path, **extra: str) -> dict[str, str]:
+    """The environment of a test server: SQLite and media under ``root``, downloads allowed
+    from 127.0.0.1 with one attempt, a short poll interval; ``extra`` adds or overrides."""
+    return {
+        "IMGCORE_DATABASE_URL": f"sqlite+aiosqlite:///{root}/imgcore.sqlite3",
+        "IMGCORE_STORAGE_URL": f"file:{root}/media",
+        "IMGCORE_FETCH_ALLOW": "127.0.0.1",
+        "IMGCORE_FETCH_MAX_ATTEMPTS": "1",
+        "IMGCORE_POLL_INTERVAL": "0.05",
+        **extra,
+    }
+
+
 class ApiServer:
     """``imgapi serve`` as a child process; a context manager that waits for /healthz."""
 
