@@ -182,7 +182,7 @@ async def assert_settles_once_per_round(
         assert (settlement.request_id, settlement.status) == (request_id, expected)
         assert (settlement.total, settlement.done, settlement.failed) == (3, done, 3 - done)
         async with reader(engine).connect() as conn:
-            stored = await repo.get_request(conn, request_id)
+            stored = await conn.run_sync(repo.read_request, request_id)
         assert stored is not None
         assert (stored.status, stored.done, stored.failed) == (expected, done, 3 - done)
         assert stored.input_bytes == 10 * done
@@ -276,7 +276,7 @@ async def test_retry_racing_a_finishing_worker_neither_deadlocks_nor_miscounts(
             release.set()
 
     async with reader(engine).connect() as conn:
-        stored = await repo.get_request(conn, request_id)
+        stored = await conn.run_sync(repo.read_request, request_id)
         statuses = list(
             (
                 await conn.execute(

@@ -129,7 +129,7 @@ async def test_mysql_tables_hold_any_unicode_whatever_the_database_charset(
             row = (0, 2, 1, "Café ☕ 日本 👟", ["http://127.0.0.1/ü"], [])
             await repo.add_products(conn, request_id, [row], now=now)
         async with engine.connect() as conn:
-            [product] = await repo.product_page(conn, request_id, start=0, limit=1)
+            [product] = await conn.run_sync(repo.read_product_page, request_id, start=0, limit=1)
     finally:
         await engine.dispose()
 

@@ -63,7 +63,7 @@ async def finish(
 
 async def info(engine: AsyncEngine, request_id: UUID) -> RequestInfo:
     async with reader(engine).connect() as conn:
-        found = await repo.get_request(conn, request_id)
+        found = await conn.run_sync(repo.read_request, request_id)
     assert found is not None
     return found
 
@@ -154,7 +154,7 @@ async def test_rolled_back_submit_leaves_nothing(engine: AsyncEngine) -> None:
         await submit_then_abort()
 
     async with reader(engine).connect() as conn:
-        assert await repo.get_request(conn, request_id) is None
+        assert await conn.run_sync(repo.read_request, request_id) is None
     for table in (requests, products, images):
         assert await count_rows(engine, table, request_id) == 0
 
@@ -174,7 +174,7 @@ async def test_header_round_trips_as_json(engine: AsyncEngine) -> None:
 async def test_unknown_request_has_no_header_and_no_info(engine: AsyncEngine) -> None:
     async with reader(engine).connect() as conn:
         assert await repo.get_header(conn, uuid4()) is None
-        assert await repo.get_request(conn, uuid4()) is None
+        assert await conn.run_sync(repo.read_request, uuid4()) is None
 
 
 async def test_product_text_and_extra_columns_round_trip_unicode(engine: AsyncEngine) -> None:
@@ -191,7 +191,7 @@ async def test_product_text_and_extra_columns_round_trip_unicode(engine: AsyncEn
         )
 
     async with reader(engine).connect() as conn:
-        [product] = await repo.product_page(conn, request_id, start=0, limit=10)
+        [product] = await conn.run_sync(repo.read_product_page, request_id, start=0, limit=10)
     assert (product.name, product.extra) == ("Café ☕ 日本 👟", ("ß", "€ 9,99"))
     assert product.images[0].input_url == "http://127.0.0.1/ü.jpg"
 
@@ -577,7 +577,7 @@ async def test_added_deliveries_are_listed_pending_and_due(
     assert await add_planned(engine, request_id) == 2
 
     async with reader(engine).connect() as conn:
-        listed = await repo.list_deliveries(conn, request_id)
+        listed = await conn.run_sync(repo.read_deliveries, request_id)
     assert [(d.notifier, d.target, d.status, d.attempts) for d in listed] == [
         ("webhook", "http://127.0.0.1:9/hook", "pending", 0),
         ("log", None, "pending", 0),
@@ -626,7 +626,7 @@ async def test_finish_delivery_marks_it_delivered(engine: AsyncEngine, submit: S
 
     assert ended
     async with reader(engine).connect() as conn:
-        first = (await repo.list_deliveries(conn, request_id))[0]
+        first = (await conn.run_sync(repo.read_deliveries, request_id))[0]
     assert (first.status, first.last_status_code, first.delivered_at) == ("delivered", 204, later)
     assert first.next_attempt_at is None
 
@@ -645,7 +645,7 @@ async def test_finish_delivery_without_the_lease_is_refused(
 
     assert not ended
     async with reader(engine).connect() as conn:
-        assert (await repo.list_deliveries(conn, request_id))[0].status == "sending"
+        assert (await conn.run_sync(repo.read_deliveries, request_id))[0].status == "sending"
 
 
 async def test_delivery_retried_later_is_due_again_at_its_time(
@@ -663,7 +663,7 @@ async def test_delivery_retried_later_is_due_again_at_its_time(
 
     assert moved
     async with reader(engine).connect() as conn:
-        first = (await repo.list_deliveries(conn, request_id))[0]
+        first = (await conn.run_sync(repo.read_deliveries, request_id))[0]
     assert (first.status, first.next_attempt_at, first.last_error) == ("pending", at, "busy")
     assert await claim_outbox(engine, now=at - timedelta(microseconds=1)) == []
     [again] = await claim_outbox(engine, now=at)
@@ -768,7 +768,7 @@ async def test_product_page_returns_a_range_in_order_with_images(
     request_id = await submit([1, 3, 0, 2])
 
     async with reader(engine).connect() as conn:
-        page = await repo.product_page(conn, request_id, start=1, limit=2)
+        page = await conn.run_sync(repo.read_product_page, request_id, start=1, limit=2)
 
     assert [(p.position, p.serial, p.name, p.row) for p in page] == [
         (1, 2, "SKU1", 3),
@@ -790,7 +790,7 @@ async def test_product_page_shows_finished_image_details(
     await finish(engine, claimed, done(5))
 
     async with reader(engine).connect() as conn:
-        [product] = await repo.product_page(conn, request_id, start=0, limit=1)
+        [product] = await conn.run_sync(repo.read_product_page, request_id, start=0, limit=1)
 
     [image] = product.images
     assert (image.status, image.storage_key, image.attempts) == (ImageStatus.DONE, "out/5.jpg", 1)

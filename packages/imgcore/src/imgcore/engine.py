@@ -10,6 +10,7 @@ import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from datetime import timedelta
+from functools import partial
 from typing import IO, Any
 from uuid import UUID
 
@@ -345,8 +346,11 @@ class Engine:
         # without holding a connection.
         start = 0
         while True:
-            async with connection(self.reader) as conn:
-                page = await repo.product_page(conn, request_id, start=start, limit=OUTPUT_PAGE)
+            page = await self.reads.run(
+                partial(
+                    repo.read_product_page, request_id=request_id, start=start, limit=OUTPUT_PAGE
+                )
+            )
             if not page:
                 return
             rows = [self._output_row(product) for product in page]

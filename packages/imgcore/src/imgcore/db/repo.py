@@ -38,11 +38,11 @@ __all__ = [
     "finish_delivery",
     "finish_image",
     "get_header",
-    "get_request",
     "iter_products",
-    "list_deliveries",
     "list_requests",
-    "product_page",
+    "read_deliveries",
+    "read_product_page",
+    "read_request",
     "release_images",
     "renew_leases",
     "retry_delivery_later",
@@ -534,18 +534,13 @@ async def retry_delivery_later(
     return result.rowcount == 1
 
 
-async def list_deliveries(conn: AsyncConnection, request_id: UUID) -> list[DeliveryInfo]:
-    """A request's notifications, oldest first."""
-    return await conn.run_sync(read_deliveries, request_id)
-
-
 _DELIVERIES = (
     sa.select(deliveries).where(_D.request_id == sa.bindparam("request_id")).order_by(_D.id)
 )
 
 
 def read_deliveries(conn: sa.Connection, request_id: UUID) -> list[DeliveryInfo]:
-    """:func:`list_deliveries` on a synchronous connection."""
+    """A request's notifications, oldest first."""
     rows = conn.execute(_DELIVERIES, {"request_id": request_id}).all()
     return [
         DeliveryInfo(
@@ -589,16 +584,11 @@ def _request_info(row: sa.Row[Any]) -> RequestInfo:
     )
 
 
-async def get_request(conn: AsyncConnection, request_id: UUID) -> RequestInfo | None:
-    """One request, or None."""
-    return await conn.run_sync(read_request, request_id)
-
-
 _REQUEST = sa.select(requests).where(_R.id == sa.bindparam("request_id"))
 
 
 def read_request(conn: sa.Connection, request_id: UUID) -> RequestInfo | None:
-    """:func:`get_request` on a synchronous connection."""
+    """One request, or None."""
     row = conn.execute(_REQUEST, {"request_id": request_id}).first()
     return None if row is None else _request_info(row)
 
@@ -664,13 +654,6 @@ _IMAGE_FIELDS = (
 )
 
 
-async def product_page(
-    conn: AsyncConnection, request_id: UUID, *, start: int, limit: int
-) -> list[ProductInfo]:
-    """Products with positions ``start`` … ``start+limit-1``, each with its images, in order."""
-    return await conn.run_sync(read_product_page, request_id, start=start, limit=limit)
-
-
 # The status endpoint runs this on every poll: one statement (products outer-joined to their
 # images), built once, since building a statement costs more than SQLite takes to run it.
 _PRODUCT_PAGE = (
@@ -696,7 +679,7 @@ _PRODUCT_PAGE = (
 def read_product_page(
     conn: sa.Connection, request_id: UUID, *, start: int, limit: int
 ) -> list[ProductInfo]:
-    """:func:`product_page` on a synchronous connection."""
+    """Products with positions ``start`` … ``start+limit-1``, each with its images, in order."""
     rows = conn.execute(
         _PRODUCT_PAGE, {"request_id": request_id, "start": start, "stop": start + limit}
     ).all()
@@ -729,7 +712,7 @@ async def iter_products(
     """Every product of a request in input order, ``batch`` at a time (memory stays flat)."""
     start = 0
     while True:
-        page = await product_page(conn, request_id, start=start, limit=batch)
+        page = await conn.run_sync(read_product_page, request_id, start=start, limit=batch)
         if not page:
             return
         yield page
