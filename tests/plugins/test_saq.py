@@ -194,8 +194,12 @@ async def test_a_job_for_an_image_leased_elsewhere_leaves_it_and_looks_again_at_
         request_id = await engine.submit_csv(make_csv([url]))
         now = utcnow()
         async with engine.db.begin() as conn:
-            await repo.claim_images(
-                conn, owner="another-worker", limit=1, lease=timedelta(seconds=60), now=now
+            await conn.run_sync(
+                repo.claim_images,
+                owner="another-worker",
+                limit=1,
+                lease=timedelta(seconds=60),
+                now=now,
             )
         lease_end = (now + timedelta(seconds=60)).timestamp()
         (row,) = await image_rows(engine, request_id)
@@ -224,8 +228,12 @@ async def test_an_image_leased_by_a_dead_worker_is_processed_once_its_lease_ends
     async with Engine(config) as engine:
         request_id = await engine.submit_csv(make_csv([url]))
         async with engine.db.begin() as conn:
-            held = await repo.claim_images(
-                conn, owner="another-worker", limit=1, lease=timedelta(seconds=1), now=utcnow()
+            held = await conn.run_sync(
+                repo.claim_images,
+                owner="another-worker",
+                limit=1,
+                lease=timedelta(seconds=1),
+                now=utcnow(),
             )
         assert len(held) == 1
         async with engine.running():

@@ -39,7 +39,9 @@ async def submit(engine: Engine, n: int) -> tuple[UUID, list[int]]:
 async def test_claim_image_ids_leases_only_the_given_images(engine: Engine) -> None:
     request_id, ids = await submit(engine, 3)
     async with engine.db.begin() as conn:
-        claims = await repo.claim_image_ids(conn, ids[:2], owner="w1", lease=LEASE, now=utcnow())
+        claims = await conn.run_sync(
+            repo.claim_image_ids, ids[:2], owner="w1", lease=LEASE, now=utcnow()
+        )
     assert [(c.id, c.attempts) for c in claims] == [(ids[0], 1), (ids[1], 1)]
     rows = await image_rows(engine, request_id)
     assert [(r.status, r.lease_owner) for r in rows] == [
@@ -54,16 +56,25 @@ async def test_claim_image_ids_skips_ended_deferred_and_leased_images(engine: En
     _, ids = await submit(engine, 3)
     now = utcnow()
     async with engine.db.begin() as conn:
-        done, deferred, _still_leased = await repo.claim_image_ids(
-            conn, ids, owner="w1", lease=LEASE, now=now
+        done, deferred, _still_leased = await conn.run_sync(
+            repo.claim_image_ids, ids, owner="w1", lease=LEASE, now=now
         )
-        await repo.finish_image(
-            conn, done, owner="w1", result=ImageResult(status=ImageStatus.DONE), now=now
+        await conn.run_sync(
+            repo.finish_image,
+            done,
+            owner="w1",
+            result=ImageResult(status=ImageStatus.DONE),
+            now=now,
         )
-        await repo.defer_image(
-            conn, deferred, owner="w1", at=now + LEASE, error_reason="timeout", error="slow"
+        await conn.run_sync(
+            repo.defer_image,
+            deferred,
+            owner="w1",
+            at=now + LEASE,
+            error_reason="timeout",
+            error="slow",
         )
-        again = await repo.claim_image_ids(conn, ids, owner="w2", lease=LEASE, now=now)
+        again = await conn.run_sync(repo.claim_image_ids, ids, owner="w2", lease=LEASE, now=now)
     assert again == []
 
 
@@ -71,8 +82,10 @@ async def test_claim_image_ids_takes_over_an_expired_lease(engine: Engine) -> No
     _, ids = await submit(engine, 1)
     now = utcnow()
     async with engine.db.begin() as conn:
-        await repo.claim_image_ids(conn, ids, owner="dead", lease=LEASE, now=now)
-        claims = await repo.claim_image_ids(conn, ids, owner="w2", lease=LEASE, now=now + LEASE)
+        await conn.run_sync(repo.claim_image_ids, ids, owner="dead", lease=LEASE, now=now)
+        claims = await conn.run_sync(
+            repo.claim_image_ids, ids, owner="w2", lease=LEASE, now=now + LEASE
+        )
     assert [(c.id, c.attempts) for c in claims] == [(ids[0], 2)]
 
 
@@ -82,13 +95,17 @@ async def test_image_due_at_is_the_lease_end_of_an_unfinished_image_and_none_onc
     _, ids = await submit(engine, 1)
     now = utcnow()
     async with engine.db.begin() as conn:
-        (claim,) = await repo.claim_image_ids(conn, ids, owner="w1", lease=LEASE, now=now)
-        leased_until = await repo.image_due_at(conn, ids[0])
-        await repo.finish_image(
-            conn, claim, owner="w1", result=ImageResult(status=ImageStatus.FAILED), now=now
+        (claim,) = await conn.run_sync(repo.claim_image_ids, ids, owner="w1", lease=LEASE, now=now)
+        leased_until = await conn.run_sync(repo.image_due_at, ids[0])
+        await conn.run_sync(
+            repo.finish_image,
+            claim,
+            owner="w1",
+            result=ImageResult(status=ImageStatus.FAILED),
+            now=now,
         )
-        ended = await repo.image_due_at(conn, ids[0])
-        unknown = await repo.image_due_at(conn, ids[0] + 1000)
+        ended = await conn.run_sync(repo.image_due_at, ids[0])
+        unknown = await conn.run_sync(repo.image_due_at, ids[0] + 1000)
     assert leased_until == now + LEASE
     assert (ended, unknown) == (None, None)
 
@@ -98,11 +115,17 @@ async def test_pending_image_ids_pages_through_unfinished_images(engine: Engine)
     _, second_ids = await submit(engine, 2)
     now = utcnow()
     async with engine.db.begin() as conn:
-        (claim,) = await repo.claim_image_ids(conn, first_ids[:1], owner="w", lease=LEASE, now=now)
-        await repo.finish_image(
-            conn, claim, owner="w", result=ImageResult(status=ImageStatus.DONE), now=now
+        (claim,) = await conn.run_sync(
+            repo.claim_image_ids, first_ids[:1], owner="w", lease=LEASE, now=now
         )
-        await repo.claim_image_ids(conn, first_ids[1:2], owner="w", lease=LEASE, now=now)
+        await conn.run_sync(
+            repo.finish_image,
+            claim,
+            owner="w",
+            result=ImageResult(status=ImageStatus.DONE),
+            now=now,
+        )
+        await conn.run_sync(repo.claim_image_ids, first_ids[1:2], owner="w", lease=LEASE, now=now)
         page1 = await repo.pending_image_ids(conn, first, limit=2)
         page2 = await repo.pending_image_ids(conn, first, after_id=page1[-1], limit=2)
         page3 = await repo.pending_image_ids(conn, first, after_id=page2[-1], limit=2)

@@ -70,7 +70,9 @@ async def image_ids(engine: AsyncEngine, request_ids: list[UUID]) -> set[int]:
 
 async def claim_one(engine: AsyncEngine, owner: str) -> Claim:
     async with engine.begin() as conn:
-        [claimed] = await repo.claim_images(conn, owner=owner, limit=1, lease=LEASE, now=NOW)
+        [claimed] = await conn.run_sync(
+            repo.claim_images, owner=owner, limit=1, lease=LEASE, now=NOW
+        )
     return claimed
 
 
@@ -96,7 +98,9 @@ async def claim_until_empty(
     await start.wait()
     while True:
         async with engine.begin() as conn:
-            claims = await repo.claim_images(conn, owner=owner, limit=7, lease=LEASE, now=NOW)
+            claims = await conn.run_sync(
+                repo.claim_images, owner=owner, limit=7, lease=LEASE, now=NOW
+            )
         if not claims:
             return
         taken.extend(c.id for c in claims)
@@ -132,7 +136,7 @@ async def lock_step_finish(
     async with engine.begin() as conn:
         await peek(conn, claimed.request_id)
         await barrier.wait()
-        return await repo.finish_image(conn, claimed, owner=owner, result=result, now=NOW)
+        return await conn.run_sync(repo.finish_image, claimed, owner=owner, result=result, now=NOW)
 
 
 async def queued_finish(
@@ -142,7 +146,7 @@ async def queued_finish(
     await barrier.wait()
     async with engine.begin() as conn:
         await peek(conn, claimed.request_id)
-        return await repo.finish_image(conn, claimed, owner=owner, result=result, now=NOW)
+        return await conn.run_sync(repo.finish_image, claimed, owner=owner, result=result, now=NOW)
 
 
 async def peek(conn: AsyncConnection, request_id: UUID) -> None:
@@ -165,7 +169,7 @@ async def assert_settles_once_per_round(
         late_a = await claim_one(engine, "wa")
         late_b = await claim_one(second_engine, "wb")
         async with engine.begin() as conn:
-            await repo.finish_image(conn, early, owner="w0", result=results[0], now=NOW)
+            await conn.run_sync(repo.finish_image, early, owner="w0", result=results[0], now=NOW)
         barrier = Barrier(2)
 
         outcomes = await race(
@@ -237,7 +241,7 @@ async def test_retry_racing_a_finishing_worker_neither_deadlocks_nor_miscounts(
     first, second, last = [await claim_one(engine, "w") for _ in range(3)]
     for claimed in (first, second):
         async with engine.begin() as conn:
-            await repo.finish_image(conn, claimed, owner="w", result=FAILED, now=NOW)
+            await conn.run_sync(repo.finish_image, claimed, owner="w", result=FAILED, now=NOW)
     held, release, finished = anyio.Event(), anyio.Event(), anyio.Event()
     reopened: list[int] = []
 
@@ -256,7 +260,7 @@ async def test_retry_racing_a_finishing_worker_neither_deadlocks_nor_miscounts(
 
     async def worker_fails_the_last_image() -> None:
         async with second_engine.begin() as conn:
-            await repo.finish_image(conn, last, owner="w", result=FAILED, now=NOW)
+            await conn.run_sync(repo.finish_image, last, owner="w", result=FAILED, now=NOW)
         finished.set()
 
     async def worker_done_or_waiting() -> bool:

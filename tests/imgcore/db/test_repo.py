@@ -46,7 +46,9 @@ async def claim(
     engine: AsyncEngine, owner: str = "w1", *, limit: int = 100, now: datetime = NOW
 ) -> list[Claim]:
     async with engine.begin() as conn:
-        return await repo.claim_images(conn, owner=owner, limit=limit, lease=LEASE, now=now)
+        return await conn.run_sync(
+            repo.claim_images, owner=owner, limit=limit, lease=LEASE, now=now
+        )
 
 
 async def finish(
@@ -58,7 +60,7 @@ async def finish(
     now: datetime = NOW,
 ) -> tuple[bool, Settlement | None]:
     async with engine.begin() as conn:
-        return await repo.finish_image(conn, claimed, owner=owner, result=result, now=now)
+        return await conn.run_sync(repo.finish_image, claimed, owner=owner, result=result, now=now)
 
 
 async def info(engine: AsyncEngine, request_id: UUID) -> RequestInfo:
@@ -279,8 +281,8 @@ async def test_renew_leases_extends_only_the_owners_images(
     until = NOW + 2 * LEASE
 
     async with engine.begin() as conn:
-        held = await repo.renew_leases(
-            conn, owner="w1", ids=[mine[0].id, theirs[0].id], until=until
+        held = await conn.run_sync(
+            repo.renew_leases, owner="w1", ids=[mine[0].id, theirs[0].id], until=until
         )
 
     assert held == 1
@@ -296,14 +298,16 @@ async def test_renew_leases_counts_a_lease_renewed_to_the_same_time(
     [claimed] = await claim(engine)
 
     async with engine.begin() as conn:
-        held = await repo.renew_leases(conn, owner="w1", ids=[claimed.id], until=NOW + LEASE)
+        held = await conn.run_sync(
+            repo.renew_leases, owner="w1", ids=[claimed.id], until=NOW + LEASE
+        )
 
     assert held == 1
 
 
 async def test_renew_leases_of_nothing_holds_nothing(engine: AsyncEngine) -> None:
     async with engine.begin() as conn:
-        assert await repo.renew_leases(conn, owner="w1", ids=[], until=NOW) == 0
+        assert await conn.run_sync(repo.renew_leases, owner="w1", ids=[], until=NOW) == 0
 
 
 # -- finishing -----------------------------------------------------------------------------------
@@ -443,8 +447,13 @@ async def test_deferred_image_is_pending_until_its_time(
     at = NOW + timedelta(seconds=30)
 
     async with engine.begin() as conn:
-        deferred = await repo.defer_image(
-            conn, claimed, owner="w1", at=at, error_reason="timeout", error="read timed out"
+        deferred = await conn.run_sync(
+            repo.defer_image,
+            claimed,
+            owner="w1",
+            at=at,
+            error_reason="timeout",
+            error="read timed out",
         )
 
     assert deferred
@@ -463,8 +472,8 @@ async def test_defer_by_a_worker_without_the_lease_is_refused(
     [claimed] = await claim(engine, "w1")
 
     async with engine.begin() as conn:
-        deferred = await repo.defer_image(
-            conn, claimed, owner="w2", at=NOW, error_reason="timeout", error="x"
+        deferred = await conn.run_sync(
+            repo.defer_image, claimed, owner="w2", at=NOW, error_reason="timeout", error="x"
         )
 
     assert not deferred
@@ -480,7 +489,7 @@ async def test_release_returns_the_owners_images_uncounted(
     later = NOW + timedelta(seconds=1)
 
     async with engine.begin() as conn:
-        released = await repo.release_images(conn, owner="w1", now=later)
+        released = await conn.run_sync(repo.release_images, owner="w1", now=later)
 
     assert released == 2
     rows = {r.id: r for r in await image_rows(engine, request_id)}
@@ -559,7 +568,7 @@ PLANNED = [
 
 async def add_planned(engine: AsyncEngine, request_id: UUID) -> int:
     async with engine.begin() as conn:
-        return await repo.add_deliveries(conn, request_id, PLANNED, now=NOW)
+        return await conn.run_sync(repo.add_deliveries, request_id, PLANNED, now=NOW)
 
 
 async def claim_outbox(

@@ -25,7 +25,7 @@ from imgcore.csvio import CsvHeader, CsvParser, OutputRow, Product, write_output
 from imgcore.db import repo
 from imgcore.db.connect import is_sqlite, normalize_url
 from imgcore.db.migrate import current_revision, head_revision
-from imgcore.db.reading import Reader
+from imgcore.db.runner import Runner
 from imgcore.db.session import connection, transaction
 from imgcore.errors import ImgcoreError
 from imgcore.executors.base import Executor
@@ -88,7 +88,7 @@ class Engine:
         self.url = normalize_url(self.config.database_url)
         self.db = db.create_engine(self.url)
         self.reader = db.reader(self.db)
-        self.reads = Reader(self.db)
+        self.runner = Runner(self.db)
         storage = self.pm.hook.imgcore_storage(url=self.config.storage_url, config=self.config)
         if storage is None:
             raise ConfigError(
@@ -116,7 +116,7 @@ class Engine:
         )
         self.pipeline = Pipeline(
             config=self.config,
-            engine=self.db,
+            runner=self.runner,
             storage=self.storage,
             fetcher=self.fetcher,
             compressor=self.compressor,
@@ -167,7 +167,7 @@ class Engine:
             self.compressor.close()
             await self.storage.aclose()
             await self.db.dispose()
-            self.reads.dispose()
+            self.runner.dispose()
         self._started = False
 
     async def run(self, *, process: bool = True) -> None:
@@ -178,6 +178,7 @@ class Engine:
         """
         async with anyio.create_task_group() as tg:
             if process:
+                self.compressor.start()
                 await tg.start(_start_executor, self.executor)
             tg.start_soon(self.dispatcher.run)
 
@@ -189,6 +190,7 @@ class Engine:
         """
         async with anyio.create_task_group() as tg:
             if process:
+                self.compressor.start()
                 await tg.start(_start_executor, self.executor)
             tg.start_soon(self.dispatcher.run)
             try:
@@ -285,7 +287,7 @@ class Engine:
     async def status(self, request_id: UUID | str) -> RequestInfo:
         """A request's status and progress; raises :class:`RequestNotFoundError`."""
         rid = _as_uuid(request_id)
-        info = await self.reads.run(lambda conn: repo.read_request(conn, rid))
+        info = await self.runner.read(lambda conn: repo.read_request(conn, rid))
         if info is None:
             raise RequestNotFoundError(request_id)
         return info
@@ -309,7 +311,7 @@ class Engine:
             page = repo.read_product_page(conn, rid, start=start, limit=limit)
             return info, page, repo.read_deliveries(conn, rid)
 
-        info, page, deliveries = await self.reads.run(read)
+        info, page, deliveries = await self.runner.read(read)
         if info is None:
             raise RequestNotFoundError(request_id)
         return info, [self._with_urls(product) for product in page], deliveries
@@ -319,7 +321,7 @@ class Engine:
     ) -> list[ProductInfo]:
         """Products ``start`` … ``start+limit-1`` of a request with their images' output URLs."""
         rid = _as_uuid(request_id)
-        page = await self.reads.run(
+        page = await self.runner.read(
             lambda conn: repo.read_product_page(conn, rid, start=start, limit=limit)
         )
         return [self._with_urls(product) for product in page]
@@ -327,7 +329,7 @@ class Engine:
     async def deliveries(self, request_id: UUID | str) -> list[DeliveryInfo]:
         """A request's notifications and how their delivery went."""
         rid = _as_uuid(request_id)
-        return await self.reads.run(lambda conn: repo.read_deliveries(conn, rid))
+        return await self.runner.read(lambda conn: repo.read_deliveries(conn, rid))
 
     async def output_csv(self, request_id: UUID | str) -> AsyncIterator[bytes]:
         """The output CSV, streamed in input order: the input columns plus ``Output Image Urls``.
@@ -346,7 +348,7 @@ class Engine:
         # without holding a connection.
         start = 0
         while True:
-            page = await self.reads.run(
+            page = await self.runner.read(
                 partial(
                     repo.read_product_page, request_id=request_id, start=start, limit=OUTPUT_PAGE
                 )

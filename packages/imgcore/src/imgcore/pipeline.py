@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 import anyio
 import pluggy
-from sqlalchemy.ext.asyncio import AsyncEngine
+import sqlalchemy as sa
 
 from imgcore.compress import (
     CompressedImage,
@@ -26,11 +26,12 @@ from imgcore.compress import (
     ImageError,
     ThumbnailOptions,
     compress,
+    sniff_format,
 )
 from imgcore.config import Config
 from imgcore.db import repo
 from imgcore.db.repo import Claim, ImageResult, Settlement
-from imgcore.db.session import transaction
+from imgcore.db.runner import Runner
 from imgcore.events import ImageEnded
 from imgcore.fetch import Fetcher, FetchError
 from imgcore.notify.base import Notifier
@@ -80,6 +81,14 @@ class Compressor:
         self.mode = mode
         self._limiter = anyio.CapacityLimiter(workers)
         self._pool: ProcessPoolExecutor | None = None
+
+    def start(self) -> None:
+        """Start the worker processes now, so that the first image does not wait for them."""
+        if self.mode == "process":
+            pool = self._process_pool()
+            # The pool starts a process per task submitted while none is idle.
+            for _ in range(self.workers):
+                pool.submit(sniff_format, b"")
 
     async def __call__(self, data: bytes) -> CompressedImage:
         """Compress ``data`` on a worker; raises :class:`imgcore.compress.ImageError`."""
@@ -134,7 +143,7 @@ class Pipeline:
         self,
         *,
         config: Config,
-        engine: AsyncEngine,
+        runner: Runner,
         storage: Storage,
         fetcher: Fetcher,
         compressor: Compressor,
@@ -144,7 +153,7 @@ class Pipeline:
         on_settled: Callable[[Settlement], None] | None = None,
     ) -> None:
         self.config = config
-        self.engine = engine
+        self.runner = runner
         self.storage = storage
         self.fetcher = fetcher
         self.compressor = compressor
@@ -204,15 +213,12 @@ class Pipeline:
             await self._fail(claim, reason, message, started)
             return
         delay = min(60.0, 2.0**claim.attempts) * (0.5 + random.random() / 2)
-        async with transaction(self.engine) as conn:
-            await repo.defer_image(
-                conn,
-                claim,
-                owner=self.owner,
-                at=utcnow() + timedelta(seconds=delay),
-                error_reason=reason,
-                error=message,
+        at = utcnow() + timedelta(seconds=delay)
+        await self.runner.write(
+            lambda conn: repo.defer_image(
+                conn, claim, owner=self.owner, at=at, error_reason=reason, error=message
             )
+        )
 
     async def _fail(self, claim: Claim, reason: str, message: str, started: float) -> None:
         # An earlier attempt may have stored the output before dying: leave no orphan.
@@ -228,14 +234,16 @@ class Pipeline:
 
     async def _finish(self, claim: Claim, result: ImageResult, started: float) -> None:
         now = utcnow()
-        async with transaction(self.engine) as conn:
-            ended, settlement = await repo.finish_image(
+
+        def finish(conn: sa.Connection) -> tuple[bool, Settlement | None]:
+            ended, settlement = repo.finish_image(
                 conn, claim, owner=self.owner, result=result, now=now
             )
             if settlement is not None:
-                await repo.add_deliveries(
-                    conn, settlement.request_id, self._plan(settlement), now=now
-                )
+                repo.add_deliveries(conn, settlement.request_id, self._plan(settlement), now=now)
+            return ended, settlement
+
+        ended, settlement = await self.runner.write(finish)
         if not ended:
             log.warning("lease on image %s was lost; another worker ends it", claim.id)
             return

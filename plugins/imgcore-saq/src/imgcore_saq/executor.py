@@ -16,11 +16,13 @@ import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from datetime import datetime, timedelta
+from functools import partial
 from typing import TYPE_CHECKING
 from uuid import UUID
 
 import anyio
 import anyio.abc
+import sqlalchemy as sa
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from imgcore.db import repo
 from imgcore.pipeline import utcnow
@@ -269,8 +271,9 @@ class SaqExecutor:
                 with _quiet_saq_stop():
                     await worker.stop()
                 await asyncio.gather(working, return_exceptions=True)
-                async with self.engine.db.begin() as conn:
-                    released = await repo.release_images(conn, owner=owner, now=utcnow())
+                released = await self.engine.runner.write(
+                    partial(repo.release_images, owner=owner, now=utcnow())
+                )
                 if released:
                     log.info("returned %d unfinished images to the queue", released)
 
@@ -279,11 +282,13 @@ class SaqExecutor:
         if job is None:
             raise RuntimeError("SAQ called the job function without its job")
         owner = self.engine.pipeline.owner
-        async with self.engine.db.begin() as conn:
-            claims = await repo.claim_image_ids(
-                conn, [image_id], owner=owner, lease=self.lease, now=utcnow()
-            )
-            due = None if claims else await repo.image_due_at(conn, image_id)
+        now = utcnow()
+
+        def claim_or_due(conn: sa.Connection) -> tuple[list[Claim], datetime | None]:
+            claims = repo.claim_image_ids(conn, [image_id], owner=owner, lease=self.lease, now=now)
+            return claims, None if claims else repo.image_due_at(conn, image_id)
+
+        claims, due = await self.engine.runner.write(claim_or_due)
         if not claims:
             if due is None:
                 return "ended"  # done or failed already (or deleted): a duplicate job
@@ -303,8 +308,7 @@ class SaqExecutor:
             self._inflight.pop(claim.id, None)
         # A transient error leaves the image pending until its retry time; a lost lease
         # leaves it with another worker until that lease ends.
-        async with self.engine.db.connect() as conn:
-            due = await repo.image_due_at(conn, image_id)
+        due = await self.engine.runner.read(partial(repo.image_due_at, image_id=image_id))
         if due is not None:
             self._look_again_at(job, due)
             return "deferred"
@@ -328,15 +332,16 @@ class SaqExecutor:
 
     async def _give_back(self, claim: Claim) -> None:
         try:
-            async with self.engine.db.begin() as conn:
-                await repo.defer_image(
-                    conn,
-                    claim,
+            await self.engine.runner.write(
+                partial(
+                    repo.defer_image,
+                    claim=claim,
                     owner=self.engine.pipeline.owner,
                     at=utcnow(),
                     error_reason="job_cancelled",
                     error=f"the job was cancelled (timeout {self.timeout} s, or aborted)",
                 )
+            )
         except Exception:
             log.exception("could not give image %s back; its lease expires", claim.id)
 
@@ -348,8 +353,9 @@ class SaqExecutor:
                 continue
             ids = list(self._inflight)
             try:
-                async with self.engine.db.begin() as conn:
-                    await repo.renew_leases(conn, owner=owner, ids=ids, until=utcnow() + self.lease)
+                await self.engine.runner.write(
+                    partial(repo.renew_leases, owner=owner, ids=ids, until=utcnow() + self.lease)
+                )
             except Exception:
                 log.exception("could not renew leases")
             async with anyio.create_task_group() as tg:

@@ -15,7 +15,7 @@ __all__ = [
     "is_sqlite",
     "normalize_url",
     "reader",
-    "sqlite_file_reader",
+    "sqlite_file_engine",
 ]
 
 READ_ONLY = "imgcore_read_only"
@@ -92,14 +92,15 @@ def reader(engine: AsyncEngine) -> AsyncEngine:
     return engine.execution_options(**{READ_ONLY: True})
 
 
-def sqlite_file_reader(url: sa.URL) -> sa.Engine | None:
-    """A synchronous engine on the same SQLite file, for reads; None if ``url`` is no file.
+def sqlite_file_engine(url: sa.URL) -> sa.Engine | None:
+    """A synchronous engine on the same SQLite file; None if ``url`` is no file.
 
     aiosqlite runs each driver call on its own thread, and every call is a round trip
-    between threads that costs far more than the query. Reads polled often (the status
-    endpoint) run whole on this engine in one worker thread instead. Its connections must be
-    given the :data:`READ_ONLY` option. In-memory databases cannot be shared with a second
-    engine, so they have none.
+    between threads that costs far more than the query. The hot transactions (status reads,
+    claiming and finishing images) run whole on this engine in one worker thread instead
+    (see :class:`imgcore.db.runner.Runner`). Connections that only read must be given the
+    :data:`READ_ONLY` option. In-memory databases cannot be shared with a second engine, so
+    they have none.
     """
     database = url.database
     if not is_sqlite(url) or not database or database == ":memory:" or "mode=memory" in database:

@@ -191,8 +191,8 @@ async def set_request_totals(
 # -- claiming and finishing images ----------------------------------------------------------------
 
 
-async def claim_images(
-    conn: AsyncConnection, *, owner: str, limit: int, lease: timedelta, now: datetime
+def claim_images(
+    conn: sa.Connection, *, owner: str, limit: int, lease: timedelta, now: datetime
 ) -> list[Claim]:
     """Lease up to ``limit`` due images: pending ones, and processing ones whose lease expired."""
     due = sa.select(_I.id, _I.request_id, _I.url, _I.attempts).where(
@@ -200,17 +200,17 @@ async def claim_images(
         _I.available_at <= now,
     )
     rows = (
-        await conn.execute(
+        conn.execute(
             due.order_by(_I.available_at, _I.id).limit(limit).with_for_update(skip_locked=True)
         )
     ).all()
     if not rows:
         return []
-    return await _lease(conn, rows, owner=owner, lease=lease, now=now)
+    return _lease(conn, rows, owner=owner, lease=lease, now=now)
 
 
-async def _lease(
-    conn: AsyncConnection,
+def _lease(
+    conn: sa.Connection,
     rows: Sequence[Any],
     *,
     owner: str,
@@ -218,7 +218,7 @@ async def _lease(
     now: datetime,
 ) -> list[Claim]:
     """Lease the locked image ``rows`` (id, request_id, url, attempts) to ``owner``."""
-    await conn.execute(
+    conn.execute(
         images.update()
         .where(_I.id.in_([row.id for row in rows]))
         .values(
@@ -231,7 +231,7 @@ async def _lease(
     )
     # Sorted, so concurrent claimers lock request rows in one order.
     request_ids = sorted({row.request_id for row in rows})
-    await conn.execute(
+    conn.execute(
         requests.update()
         .where(_R.id.in_(request_ids), _R.status == RequestStatus.PENDING.value)
         .values(status=RequestStatus.IN_PROCESS.value, updated_at=now)
@@ -242,13 +242,11 @@ async def _lease(
     ]
 
 
-async def renew_leases(
-    conn: AsyncConnection, *, owner: str, ids: Sequence[int], until: datetime
-) -> int:
+def renew_leases(conn: sa.Connection, *, owner: str, ids: Sequence[int], until: datetime) -> int:
     """Extend the leases ``owner`` still holds on ``ids``; returns how many it still holds."""
     if not ids:
         return 0
-    result = await conn.execute(
+    result = conn.execute(
         images.update()
         .where(
             _I.id.in_(list(ids)),
@@ -260,8 +258,8 @@ async def renew_leases(
     return result.rowcount
 
 
-async def finish_image(
-    conn: AsyncConnection,
+def finish_image(
+    conn: sa.Connection,
     claim: Claim,
     *,
     owner: str,
@@ -278,7 +276,7 @@ async def finish_image(
         raise ValueError(f"not a terminal image status: {result.status}")
     values = msgspec.structs.asdict(result)
     values["status"] = result.status.value
-    ended = await conn.execute(
+    ended = conn.execute(
         images.update()
         .where(
             _I.id == claim.id,
@@ -292,7 +290,7 @@ async def finish_image(
     counter = "done_images" if result.status is ImageStatus.DONE else "failed_images"
     # The row lock this update takes serialises every finisher of the request, so exactly one
     # of them sees the last count.
-    await conn.execute(
+    conn.execute(
         requests.update()
         .where(_R.id == claim.request_id)
         .values(
@@ -304,12 +302,12 @@ async def finish_image(
             }
         )
     )
-    return True, await _settle(conn, claim.request_id, now=now)
+    return True, _settle(conn, claim.request_id, now=now)
 
 
-async def _settle(conn: AsyncConnection, request_id: UUID, *, now: datetime) -> Settlement | None:
+def _settle(conn: sa.Connection, request_id: UUID, *, now: datetime) -> Settlement | None:
     row = (
-        await conn.execute(
+        conn.execute(
             sa.select(_R.status, _R.total_images, _R.done_images, _R.failed_images, _R.webhook_url)
             .where(_R.id == request_id)
             .with_for_update()
@@ -318,7 +316,7 @@ async def _settle(conn: AsyncConnection, request_id: UUID, *, now: datetime) -> 
     terminal = settle(row.total_images, row.done_images, row.failed_images)
     if terminal is None or row.status != RequestStatus.IN_PROCESS.value:
         return None
-    moved = await conn.execute(
+    moved = conn.execute(
         requests.update()
         .where(_R.id == request_id, _R.status == RequestStatus.IN_PROCESS.value)
         .values(status=terminal.value, finished_at=now, updated_at=now)
@@ -335,8 +333,8 @@ async def _settle(conn: AsyncConnection, request_id: UUID, *, now: datetime) -> 
     )
 
 
-async def defer_image(
-    conn: AsyncConnection,
+def defer_image(
+    conn: sa.Connection,
     claim: Claim,
     *,
     owner: str,
@@ -345,7 +343,7 @@ async def defer_image(
     error: str,
 ) -> bool:
     """Give a claimed image back as pending, to be tried again at ``at`` (a transient error)."""
-    result = await conn.execute(
+    result = conn.execute(
         images.update()
         .where(
             _I.id == claim.id,
@@ -363,9 +361,9 @@ async def defer_image(
     return result.rowcount == 1
 
 
-async def release_images(conn: AsyncConnection, *, owner: str, now: datetime) -> int:
+def release_images(conn: sa.Connection, *, owner: str, now: datetime) -> int:
     """Return every image ``owner`` holds to the queue, uncounted (a graceful shutdown)."""
-    result = await conn.execute(
+    result = conn.execute(
         images.update()
         .where(_I.lease_owner == owner, _I.status == ImageStatus.PROCESSING.value)
         .values(
@@ -412,8 +410,8 @@ async def retry_failed(conn: AsyncConnection, request_id: UUID, *, now: datetime
 # -- notifications (the outbox) --------------------------------------------------------------------
 
 
-async def add_deliveries(
-    conn: AsyncConnection,
+def add_deliveries(
+    conn: sa.Connection,
     request_id: UUID,
     planned: Iterable[tuple[str, str, str | None, dict[str, Any]]],
     *,
@@ -436,7 +434,7 @@ async def add_deliveries(
         for notifier, event, target, payload in planned
     ]
     if rows:
-        await conn.execute(deliveries.insert(), rows)
+        conn.execute(deliveries.insert(), rows)
     return len(rows)
 
 
@@ -749,8 +747,8 @@ __all__ += ["claim_image_ids", "image_due_at", "pending_image_ids"]
 _UNFINISHED = (ImageStatus.PENDING.value, ImageStatus.PROCESSING.value)
 
 
-async def claim_image_ids(
-    conn: AsyncConnection, ids: Sequence[int], *, owner: str, lease: timedelta, now: datetime
+def claim_image_ids(
+    conn: sa.Connection, ids: Sequence[int], *, owner: str, lease: timedelta, now: datetime
 ) -> list[Claim]:
     """Lease those of ``ids`` that are due: pending ones, and processing ones whose lease expired.
 
@@ -760,7 +758,7 @@ async def claim_image_ids(
     if not ids:
         return []
     rows = (
-        await conn.execute(
+        conn.execute(
             sa.select(_I.id, _I.request_id, _I.url, _I.attempts)
             .where(_I.id.in_(list(ids)), _I.status.in_(_UNFINISHED), _I.available_at <= now)
             .order_by(_I.id)
@@ -769,16 +767,16 @@ async def claim_image_ids(
     ).all()
     if not rows:
         return []
-    return await _lease(conn, rows, owner=owner, lease=lease, now=now)
+    return _lease(conn, rows, owner=owner, lease=lease, now=now)
 
 
-async def image_due_at(conn: AsyncConnection, image_id: int) -> datetime | None:
+def image_due_at(conn: sa.Connection, image_id: int) -> datetime | None:
     """When an unfinished image may next be claimed (its retry time or lease expiry).
 
     None when the image ended (done or failed) or does not exist.
     """
     return (
-        await conn.execute(
+        conn.execute(
             sa.select(_I.available_at).where(_I.id == image_id, _I.status.in_(_UNFINISHED))
         )
     ).scalar_one_or_none()

@@ -6,6 +6,7 @@ import logging
 import math
 import random
 from datetime import timedelta
+from functools import partial
 from typing import TYPE_CHECKING
 from uuid import UUID
 
@@ -13,7 +14,6 @@ import anyio
 import anyio.abc
 
 from imgcore.db import repo
-from imgcore.db.session import transaction
 from imgcore.hookspecs import hookimpl
 from imgcore.pipeline import utcnow
 
@@ -65,8 +65,9 @@ class LocalExecutor:
                     loops.cancel_scope.cancel()
         finally:
             try:
-                async with transaction(self.engine.db) as conn:
-                    released = await repo.release_images(conn, owner=owner, now=utcnow())
+                released = await self.engine.runner.write(
+                    partial(repo.release_images, owner=owner, now=utcnow())
+                )
             except Exception:
                 # The database is unreachable: the leases expire instead.
                 log.warning("could not return unfinished images to the queue", exc_info=True)
@@ -83,14 +84,15 @@ class LocalExecutor:
             claims: list[Claim] = []
             if free >= batch or (free > 0 and not self._inflight):
                 try:
-                    async with transaction(self.engine.db) as conn:
-                        claims = await repo.claim_images(
-                            conn,
+                    claims = await self.engine.runner.write(
+                        partial(
+                            repo.claim_images,
                             owner=self.engine.pipeline.owner,
                             limit=free,
                             lease=self.lease,
                             now=utcnow(),
                         )
+                    )
                 except Exception:
                     # The database restarting or unreachable must not stop the executor.
                     # Any exception: drivers raise their own on connect (asyncpg's OSError
@@ -127,8 +129,9 @@ class LocalExecutor:
             if not ids:
                 continue
             try:
-                async with transaction(self.engine.db) as conn:
-                    await repo.renew_leases(conn, owner=owner, ids=ids, until=utcnow() + self.lease)
+                await self.engine.runner.write(
+                    partial(repo.renew_leases, owner=owner, ids=ids, until=utcnow() + self.lease)
+                )
             except Exception:
                 log.exception("could not renew leases")
 
