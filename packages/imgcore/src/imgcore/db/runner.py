@@ -56,7 +56,8 @@ class Runner:
         # Shielded like transaction(): even a cancelled caller (a shutdown returning its
         # images) gets its transaction run to the end.
         with anyio.CancelScope(shield=True):
-            return await anyio.to_thread.run_sync(self._write_here, fn, limiter=self._writes)
+            result = await anyio.to_thread.run_sync(self._write_here, fn, limiter=self._writes)
+        return result
 
     def _read_here(self, fn: Callable[[sa.Connection], T]) -> T:
         assert self._sync is not None
