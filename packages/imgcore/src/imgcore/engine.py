@@ -176,11 +176,8 @@ class Engine:
         ``process=False`` leaves the executor out (an API process whose executor only
         enqueues, for workers elsewhere); notifications are still delivered.
         """
-        async with anyio.create_task_group() as tg:
-            if process:
-                self.compressor.start()
-                await tg.start(_start_executor, self.executor)
-            tg.start_soon(self.dispatcher.run)
+        async with self.running(process=process):
+            await anyio.sleep_forever()
 
     @asynccontextmanager
     async def running(self, *, process: bool = True) -> AsyncIterator[Engine]:
