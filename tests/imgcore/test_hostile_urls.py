@@ -115,15 +115,17 @@ async def test_loopback_spellings_outside_the_allow_list_are_blocked_before_conn
     # under another name, so the origin on 127.0.0.1 must never see a connection.
     port = origin.port
     hostile = [
-        (f"http://2130706433:{port}{COFFEE}", "blocked_address"),  # decimal
-        (f"http://0x7f.1:{port}{COFFEE}", "blocked_address"),  # hex, short form
-        (f"http://017700000001:{port}{COFFEE}", "blocked_address"),  # octal
-        (f"http://127.1:{port}{COFFEE}", "blocked_address"),
+        # Legacy IPv4 spellings are refused outright, whatever they would reach.
+        (f"http://2130706433:{port}{COFFEE}", "invalid_url"),  # decimal
+        (f"http://0x7f.1:{port}{COFFEE}", "invalid_url"),  # hex, short form
+        (f"http://017700000001:{port}{COFFEE}", "invalid_url"),  # octal
+        (f"http://127.1:{port}{COFFEE}", "invalid_url"),
         (f"http://localhost:{port}{COFFEE}", "blocked_address"),
         (f"http://[::1]:{port}{COFFEE}", "blocked_address"),
         (f"http://[::ffff:127.0.0.1]:{port}{COFFEE}", "blocked_address"),  # IPv4-mapped
         (f"http://[::ffff:7f00:1]:{port}{COFFEE}", "blocked_address"),
-        (other_origin.url(f"/redirect?to=http://0x7f.1:{port}{COFFEE}"), "blocked_address"),
+        (other_origin.url(f"/redirect?to=http://0x7f.1:{port}{COFFEE}"), "invalid_url"),
+        (other_origin.url(f"/redirect?to=http://localhost:{port}{COFFEE}"), "blocked_address"),
         # The cloud metadata service, plain and IPv4-mapped, and a private address.
         ("http://169.254.169.254/latest/meta-data/iam/", "blocked_address"),
         ("http://[::ffff:169.254.169.254]/latest/meta-data/", "blocked_address"),
@@ -138,7 +140,7 @@ async def test_loopback_spellings_outside_the_allow_list_are_blocked_before_conn
     assert images[0].status is ImageStatus.DONE
     assert_failed_with(images[1:], hostile)
     metadata = next(i for i in images if i.input_url.startswith("http://169.254.169.254/"))
-    assert "169.254.169.254, neither public nor allowed" in metadata.error
+    assert "169.254.169.254 is neither public nor allowed" in metadata.error
     assert origin.connections == 0
     # The guard saw the allowed connections, so it would have seen any other attempt.
     assert ("127.0.0.2", other_origin.port) in connect_log
@@ -197,7 +199,7 @@ async def test_slow_lying_and_broken_bodies_fail_with_their_reasons(
 
     assert info.status is RequestStatus.FAILED
     assert_failed_with(images, hostile)
-    assert "ReadTimeout" in images[0].error
+    assert "read timed out" in images[0].error
     assert "within 1.5 s" in images[1].error  # the total timeout
     assert media_files(tmp_path) == []
 
