@@ -8,8 +8,16 @@ import ctypes.util
 import os
 import signal
 import sys
+from typing import Any
 
-__all__ = ["WORKER_NICENESS", "compression_worker_init", "die_with_parent", "limit_malloc_arenas"]
+__all__ = [
+    "IMAGE_MEMORY_CACHE",
+    "WORKER_NICENESS",
+    "cache_image_memory",
+    "compression_worker_init",
+    "die_with_parent",
+    "limit_malloc_arenas",
+]
 
 _M_ARENA_MAX = -8  # from glibc's malloc.h
 _PR_SET_PDEATHSIG = 1  # from linux/prctl.h
@@ -38,6 +46,28 @@ def limit_malloc_arenas(arenas: int = 2) -> bool:
         return False
 
 
+IMAGE_MEMORY_CACHE = 128 * 1024 * 1024
+"""Bytes of freed image memory a compression worker keeps for the next image."""
+
+
+def cache_image_memory(max_bytes: int = IMAGE_MEMORY_CACHE) -> int:
+    """Let Pillow reuse freed image memory (as ``PILLOW_BLOCKS_MAX`` would); returns the blocks.
+
+    By default Pillow hands every image's pixels back to the system when the image is freed,
+    and the next image of the same size takes them again, page fault by page fault: a 12 MP
+    photograph costs the kernel some 12,000 faults and as much time zeroing pages as the
+    decoder takes to fill them. Keeping up to ``max_bytes`` of freed blocks makes that cost
+    vanish; a worker's resident memory stays at its peak instead of falling between images.
+    ``PILLOW_BLOCKS_MAX`` in the environment wins over this.
+    """
+    from PIL import Image
+
+    core: Any = Image.core  # type: ignore[attr-defined]  # Pillow's C module, untyped
+    if "PILLOW_BLOCKS_MAX" not in os.environ:
+        core.set_blocks_max(max(1, max_bytes // core.get_block_size()))
+    return int(core.get_blocks_max())
+
+
 def die_with_parent(parent_pid: int) -> None:
     """In a worker process: be killed when ``parent_pid`` dies (Linux), and exit now if it has.
 
@@ -54,12 +84,14 @@ def die_with_parent(parent_pid: int) -> None:
 
 
 def compression_worker_init(parent_pid: int) -> None:
-    """Initializer of compression worker processes: die with the parent, yield the CPU.
+    """Initializer of compression worker processes: die with the parent, yield the CPU, reuse
+    image memory (:func:`cache_image_memory`).
 
     Compression is batch work; the process that answers HTTP requests and drives downloads
     must get the CPU first when it needs it, or status latency suffers while images are
     processed. At a lower priority the workers still use every idle cycle.
     """
     die_with_parent(parent_pid)
+    cache_image_memory()
     with contextlib.suppress(OSError):
         os.nice(WORKER_NICENESS)
