@@ -35,6 +35,7 @@ from imgcore.db.runner import Runner
 from imgcore.events import ImageEnded
 from imgcore.fetch import Fetcher, FetchError
 from imgcore.notify.base import Notifier
+from imgcore.spool import Spool, run_spooled
 from imgcore.states import ImageStatus
 from imgcore.storage.base import Storage, StorageError
 from imgcore.tuning import compression_worker_init
@@ -59,7 +60,8 @@ class Compressor:
 
     ``mode="process"``: a pool of worker processes (started with ``spawn``, never forked
     from a process with running threads); a worker that dies — a decoder crash, the OOM
-    killer — fails only the image it held, and the pool is rebuilt.
+    killer — fails only the images handed to the pool, and the pool is rebuilt. Bodies reach
+    the workers through a :class:`imgcore.spool.Spool` where the system has one.
     ``mode="thread"``: worker threads in this process (Pillow releases the GIL while it
     decodes and encodes, but downloads and database work compete for it).
     ``thumbnail``: what :meth:`with_thumbnail` makes (256 px, JPEG quality 70 by default).
@@ -79,8 +81,10 @@ class Compressor:
         self.thumbnail = thumbnail or ThumbnailOptions()
         self.workers = workers
         self.mode = mode
-        self._limiter = anyio.CapacityLimiter(workers)
+        # Processes: one image queued behind each worker's, so none waits for the next.
+        self._limiter = anyio.CapacityLimiter(workers if mode == "thread" else 2 * workers)
         self._pool: ProcessPoolExecutor | None = None
+        self._spool: Spool | None = None
 
     def start(self) -> None:
         """Start the worker processes now, so that the first image does not wait for them."""
@@ -99,13 +103,21 @@ class Compressor:
         call (``thumbnail`` is None if it could not be made: it is optional)."""
         return await self._run(partial(compress, thumbnail=self.thumbnail), data, self.options)
 
-    async def _run(self, function: Callable[[bytes, CompressOptions], T], *args: Any) -> T:
+    async def _run(
+        self, function: Callable[[bytes, CompressOptions], T], data: bytes, options: CompressOptions
+    ) -> T:
         if self.mode == "thread":
-            return await anyio.to_thread.run_sync(function, *args, limiter=self._limiter)
+            return await anyio.to_thread.run_sync(function, data, options, limiter=self._limiter)
         async with self._limiter:
             pool = self._process_pool()
+            spool = self._spool
+            spooled = spool.write(data) if spool is not None else None
             try:
-                return await asyncio.wrap_future(pool.submit(function, *args))
+                if spooled is None:
+                    return await asyncio.wrap_future(pool.submit(function, data, options))
+                return await asyncio.wrap_future(
+                    pool.submit(run_spooled, function, spooled, len(data), options)
+                )
             except BrokenProcessPool:
                 if self._pool is pool:
                     self._pool = None
@@ -113,8 +125,13 @@ class Compressor:
                 raise ImageError(
                     "the compression worker died on this image", reason="worker_crashed"
                 ) from None
+            finally:
+                if spool is not None and spooled is not None:
+                    spool.release(spooled)
 
     def _process_pool(self) -> ProcessPoolExecutor:
+        if self._spool is None:
+            self._spool = Spool.open()
         if self._pool is None:
             self._pool = ProcessPoolExecutor(
                 max_workers=self.workers,
@@ -125,10 +142,13 @@ class Compressor:
         return self._pool
 
     def close(self) -> None:
-        """Stop the worker processes, if any."""
+        """Stop the worker processes, if any, and remove their spool."""
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None
+        if self._spool is not None:
+            self._spool.close()
+            self._spool = None
 
 
 def storage_key(claim: Claim, extension: str) -> str:
