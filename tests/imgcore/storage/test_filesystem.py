@@ -85,6 +85,20 @@ async def test_a_symlink_out_of_the_root_is_refused(storage: FileStorage, tmp_pa
     assert list(outside.iterdir()) == []
 
 
+async def test_a_symlink_at_the_key_is_replaced_not_followed(
+    storage: FileStorage, tmp_path: Path
+) -> None:
+    outside = tmp_path / "outside.jpg"
+    outside.write_bytes(b"old")
+    (storage.root / "r").mkdir(parents=True)
+    (storage.root / "r" / "x.jpg").symlink_to(outside)
+    await storage.put("r/y.jpg", b"first", content_type="image/jpeg")  # the directory is known
+    await storage.put("r/x.jpg", b"new", content_type="image/jpeg")
+    assert outside.read_bytes() == b"old"
+    assert not (storage.root / "r" / "x.jpg").is_symlink()
+    assert await storage.get("r/x.jpg") == b"new"
+
+
 def test_url_for_joins_the_base_url_and_encodes(storage: FileStorage) -> None:
     assert (
         storage.url_for("requests/r 1/1.jpg") == "http://127.0.0.1:8000/media/requests/r%201/1.jpg"

@@ -77,6 +77,9 @@ class FileStorage:
     def __init__(self, root: str | os.PathLike[str], base_url: str) -> None:
         self.root = Path(root).resolve()
         self.base_url = base_url.rstrip("/")
+        # Directories already checked for writes: resolving a path costs a system call per
+        # part, and every image of a request is written to the same directory.
+        self._checked_dirs: dict[PurePosixPath, Path] = {}
 
     @classmethod
     def from_url(cls, url: str, base_url: str) -> FileStorage:
@@ -96,8 +99,19 @@ class FileStorage:
 
     async def put(self, key: str, data: bytes, *, content_type: str) -> None:
         """Write atomically: temporary file, fsync, rename."""
-        path = self.path_for(key)
-        await anyio.to_thread.run_sync(self._write, path, data)
+        await anyio.to_thread.run_sync(self._write, self._path_to_write(key), data)
+
+    def _path_to_write(self, key: str) -> Path:
+        # As path_for, with the directory's check remembered. The file name itself needs none:
+        # the rename replaces whatever is there, a symbolic link included, and never follows it.
+        relative = safe_key(key)
+        directory = self._checked_dirs.get(relative.parent)
+        if directory is None:
+            directory = self.path_for(str(relative.parent)) if relative.parent.parts else self.root
+            if len(self._checked_dirs) >= 4096:
+                self._checked_dirs.clear()
+            self._checked_dirs[relative.parent] = directory
+        return directory / relative.name
 
     @staticmethod
     def _write(path: Path, data: bytes) -> None:
