@@ -41,12 +41,14 @@ class Spool:
         self._free: list[Path] = []
 
     @classmethod
-    def open(cls, parent: Path = SHARED_MEMORY) -> Spool | None:
-        """A new spool under ``parent``, or None where ``parent`` is not a writable directory.
+    def open(cls, parent: Path | None = None) -> Spool | None:
+        """A new spool under ``parent`` (default :data:`SHARED_MEMORY`), or None where that is
+        not a writable directory.
 
         Spools left by processes that died (killed, out of memory) are removed first: each
         holds at most a few bodies, but in memory.
         """
+        parent = parent or SHARED_MEMORY
         if not (parent.is_dir() and os.access(parent, os.W_OK | os.X_OK)):
             return None
         _sweep(parent)
