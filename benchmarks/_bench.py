@@ -75,8 +75,19 @@ def make_csv(base_url: str, rows: int, per_row: int = 3, mix: str | None = None)
     return out
 
 
-def cpu_limit(csv_path: Path, cores: int = 2) -> dict[str, float]:
-    """Bare Pillow decode+encode q50 on the CSV's images: per-core theory and measured 2-core."""
+def cpu_limit(csv_path: Path, cores: int = 2, *, reuse_memory: bool = False) -> dict[str, float]:
+    """Bare Pillow decode+encode q50 on the CSV's images: per-core theory and measured 2-core.
+
+    ``reuse_memory``: with Pillow keeping freed image memory as imgcore's compression
+    workers do (``PILLOW_BLOCKS_MAX``, see imgcore.tuning.cache_image_memory), for a limit
+    on equal terms; the shared script itself runs Pillow's defaults.
+    """
+    from imgcore.tuning import IMAGE_MEMORY_CACHE
+
+    env = dict(os.environ)
+    env.pop("PILLOW_BLOCKS_MAX", None)
+    if reuse_memory:
+        env["PILLOW_BLOCKS_MAX"] = str(IMAGE_MEMORY_CACHE // (16 * 1024 * 1024))
     out = Path(tempfile.mkdtemp()) / "limit.json"
     subprocess.run(
         [
@@ -96,6 +107,7 @@ def cpu_limit(csv_path: Path, cores: int = 2) -> dict[str, float]:
         cwd=bench_dir(),
         check=True,
         stdout=subprocess.DEVNULL,
+        env=env,
     )
     result = json.loads(out.read_text().splitlines()[-1])
     measured = result["pil_q50_measured_parallel"]["img_per_s"]

@@ -30,11 +30,15 @@ class Run(NamedTuple):
     workers_cpu: float
 
 
-def cpu_seconds() -> tuple[float, float]:
-    """CPU seconds (user + system) of this process and of its live child processes."""
+def cpu_seconds() -> tuple[float, dict[int, float]]:
+    """CPU seconds (user + system) of this process, and of each compression process by pid."""
     me = psutil.Process()
-    children = sum(sum(child.cpu_times()[:2]) for child in me.children(recursive=True))
-    return sum(me.cpu_times()[:2]), children
+    workers = {
+        child.pid: sum(child.cpu_times()[:2])
+        for child in me.children(recursive=True)
+        if "multiprocessing" in " ".join(child.cmdline())  # not the origin server
+    }
+    return sum(me.cpu_times()[:2]), workers
 
 
 async def run_once(csv_path: Path, mode: str) -> Run:
@@ -55,7 +59,8 @@ async def run_once(csv_path: Path, mode: str) -> Run:
         wall = time.perf_counter() - started
         main_after, workers_after = cpu_seconds()
     assert info.status.value == "Completed", info
-    return Run(wall, info.total, main_after - main_before, workers_after - workers_before)
+    workers_cpu = sum(cpu - workers_before.get(pid, 0.0) for pid, cpu in workers_after.items())
+    return Run(wall, info.total, main_after - main_before, workers_cpu)
 
 
 def main() -> None:
@@ -67,13 +72,18 @@ def main() -> None:
         csv_path = make_csv(base_url, args.rows, 3)
         limit = cpu_limit(csv_path)["measured"]
         print(f"bare Pillow decode+encode q50, 2 processes: {limit:.2f} img/s")
+        reusing = cpu_limit(csv_path, reuse_memory=True)["measured"]
+        print(
+            f"the same, Pillow reusing image memory as imgcore's workers do: {reusing:.2f} img/s"
+        )
         for mode in args.modes.split(","):
             anyio.run(run_once, csv_path, mode)  # warm-up (imports, page cache)
             run = anyio.run(run_once, csv_path, mode)
             rate = run.images / run.wall
             print(
                 f"imgcore local executor ({mode:7s}): {run.images} images in {run.wall:.2f}s = "
-                f"{rate:.2f} img/s = {rate / limit:.2f} of the limit; CPU: main process "
+                f"{rate:.2f} img/s = {rate / limit:.2f} of the limit "
+                f"({rate / reusing:.2f} of the memory-reusing one); CPU: main process "
                 f"{run.main_cpu:.1f} s, compression processes {run.workers_cpu:.1f} s (the bare "
                 f"limit spends {2 * run.images / limit:.1f} s on the same images)"
             )
