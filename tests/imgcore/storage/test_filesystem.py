@@ -5,7 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from imgcore.storage import FileStorage, StorageError
+from imgcore.storage.filesystem import check_key
 
 pytestmark = pytest.mark.anyio
 
@@ -145,3 +148,20 @@ def test_a_process_killed_mid_write_leaves_no_file(tmp_path: Path) -> None:
     proc.wait()
     assert (root / "big").is_dir()
     assert list((root / "big").iterdir()) == []
+
+
+@given(st.text(alphabet="ab./\\\x00", max_size=12))
+def test_check_key_is_the_part_by_part_rule(key: str) -> None:
+    parts = key.split("/")
+    valid = (
+        bool(key)
+        and "\\" not in key
+        and "\x00" not in key
+        and not any(part in ("", ".", "..") or part.startswith(".") for part in parts)
+    )
+    try:
+        check_key(key)
+    except StorageError:
+        assert not valid
+    else:
+        assert valid

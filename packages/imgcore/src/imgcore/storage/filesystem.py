@@ -12,17 +12,29 @@ import anyio
 
 from imgcore.storage.base import StorageError
 
-__all__ = ["FileStorage", "safe_key"]
+__all__ = ["FileStorage", "check_key", "safe_key"]
 
 
 def safe_key(key: str) -> PurePosixPath:
     """Validate a storage key: relative, ``/``-separated, no ``..``, no empty or hidden parts."""
-    if not key or key.startswith("/") or "\\" in key or "\x00" in key:
+    check_key(key)
+    return PurePosixPath(key)
+
+
+def check_key(key: str) -> None:
+    """:func:`safe_key` without building a path (output URLs are made for every status read)."""
+    # An empty part is a leading, trailing or doubled "/"; "." and ".." and hidden names are
+    # the parts that start with ".", at the start of the key or after a "/".
+    if (
+        not key
+        or key[0] in "/."
+        or key[-1] == "/"
+        or "//" in key
+        or "/." in key
+        or "\\" in key
+        or "\x00" in key
+    ):
         raise StorageError(f"invalid storage key: {key!r}", transient=False)
-    path = PurePosixPath(key)
-    if any(part in ("", ".", "..") or part.startswith(".") for part in key.split("/")):
-        raise StorageError(f"invalid storage key: {key!r}", transient=False)
-    return path
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
@@ -163,7 +175,7 @@ class FileStorage:
 
     def url_for(self, key: str) -> str:
         """``base_url/key`` with each part percent-encoded."""
-        safe_key(key)
+        check_key(key)
         return f"{self.base_url}/{quote(key)}"
 
     async def aclose(self) -> None:
