@@ -73,9 +73,7 @@ def main() -> None:
         limit = cpu_limit(csv_path)["measured"]
         print(f"bare Pillow decode+encode q50, 2 processes: {limit:.2f} img/s")
         reusing = cpu_limit(csv_path, reuse_memory=True)["measured"]
-        print(
-            f"the same, Pillow reusing image memory as imgcore's workers do: {reusing:.2f} img/s"
-        )
+        print(f"the same, Pillow reusing image memory as imgcore's workers do: {reusing:.2f} img/s")
         for mode in args.modes.split(","):
             anyio.run(run_once, csv_path, mode)  # warm-up (imports, page cache)
             run = anyio.run(run_once, csv_path, mode)
