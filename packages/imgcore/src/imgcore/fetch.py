@@ -1,7 +1,7 @@
 """The downloader: one shared aiohttp session behind an SSRF guard, size and time limits, retries.
 
 aiohttp rather than httpx for images: its C parser reads an 850 KiB photograph for about
-an eighth of the CPU (benchmarks/bench_fetch.py), and downloads share the cores with
+an eighth of the CPU (docs/performance.md), and downloads share the cores with
 compression. The guard has two parts. Host names go through the connector's resolver,
 which checks every address with :mod:`imgcore.netguard` and hands the connector only
 addresses it checked, so a DNS answer cannot change between the check and the connection.
@@ -412,8 +412,7 @@ class Fetcher:
         while True:
             attempt += 1
             try:
-                _checked_url(url, self._allow)
-                body = await self._attempt(url)
+                body = await self._attempt(url)  # checks each hop's URL before connecting
                 image_format = _image_format(body)
             except FetchError as exc:
                 exc.url = url
