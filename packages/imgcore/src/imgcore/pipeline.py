@@ -130,9 +130,10 @@ class Compressor:
                     spool.release(spooled)
 
     def _process_pool(self) -> ProcessPoolExecutor:
-        if self._spool is None:
-            self._spool = Spool.open()
         if self._pool is None:
+            # Looked for with the pool, not per image: where there is no spool, it stays None.
+            if self._spool is None:
+                self._spool = Spool.open()
             self._pool = ProcessPoolExecutor(
                 max_workers=self.workers,
                 mp_context=multiprocessing.get_context("spawn"),
