@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -13,9 +14,10 @@ import sqlalchemy as sa
 from imgcore.db import create_engine, repo
 from imgcore.db.runner import Runner
 from imgcore.db.tables import requests
+from imgcore.models import RequestInfo
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from .conftest import Submit
+from .conftest import NOW, Submit
 
 pytestmark = pytest.mark.anyio
 
@@ -37,7 +39,10 @@ async def test_a_read_sees_what_was_committed(engine: AsyncEngine, submit: Submi
     assert [len(product.images) for product in page] == [2, 1]
 
 
-async def test_a_read_cannot_write(engine: AsyncEngine, submit: Submit) -> None:
+@pytest.mark.parametrize("short", [False, True], ids=["read", "short read"])
+async def test_a_failed_read_is_rolled_back(
+    engine: AsyncEngine, submit: Submit, short: bool
+) -> None:
     request_id = await submit([1])
     reads = Runner(engine)
 
@@ -47,9 +52,10 @@ async def test_a_read_cannot_write(engine: AsyncEngine, submit: Submit) -> None:
 
     try:
         with pytest.raises(RuntimeError, match="rolled back"):
-            await reads.read(write)
+            await reads.read(write, short=short)
         # The failed read's transaction was rolled back, not committed.
-        assert await reads.read(lambda conn: repo.read_request(conn, request_id)) is not None
+        read_again = await reads.read(lambda conn: repo.read_request(conn, request_id), short=short)
+        assert read_again is not None
     finally:
         reads.dispose()
 
@@ -67,6 +73,77 @@ async def test_sqlite_files_are_read_on_a_worker_thread(tmp_path: Path) -> None:
     finally:
         reads.dispose()
         await engine.dispose()
+
+
+async def test_short_sqlite_reads_run_on_the_event_loop(tmp_path: Path) -> None:
+    # A trip to a thread and back costs more than a read of a few rows.
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path}/reads.sqlite3")
+    reads = Runner(engine)
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(requests.metadata.create_all)
+        used = await reads.read(lambda _conn: threading.get_ident(), short=True)
+        assert used == threading.get_ident()
+    finally:
+        reads.dispose()
+        await engine.dispose()
+
+
+async def test_a_short_read_of_a_locked_file_waits_in_a_thread(tmp_path: Path) -> None:
+    # A connection in exclusive locking mode keeps every reader out, even in WAL mode, as a
+    # crash recovery does: the event loop must go on meanwhile, and the read must still end.
+    path = tmp_path / "locked.sqlite3"
+    engine = create_engine(f"sqlite+aiosqlite:///{path}")
+    request_id = uuid4()
+    async with engine.begin() as conn:
+        await conn.run_sync(requests.metadata.create_all)
+        await conn.execute(
+            requests.insert().values(
+                id=request_id,
+                status="Pending",
+                header={},
+                total_products=1,
+                total_images=1,
+                created_at=NOW,
+                updated_at=NOW,
+            )
+        )
+    await engine.dispose()
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("PRAGMA locking_mode=EXCLUSIVE")
+    holder.execute("UPDATE requests SET error = 'held'")  # takes the lock, and keeps it
+    reads = Runner(engine)
+    threads: list[int] = []
+    ticks = 0
+    # The lock goes a little later, as another process would let it go.
+    release = threading.Thread(target=lambda: (time.sleep(0.3), holder.close()))
+
+    def read(conn: sa.Connection) -> RequestInfo | None:
+        threads.append(threading.get_ident())
+        return repo.read_request(conn, request_id)
+
+    async def tick() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await anyio.sleep(0.01)
+
+    try:
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(tick)
+                await anyio.sleep(0)
+                release.start()
+                info = await reads.read(read, short=True)
+                tg.cancel_scope.cancel()
+    finally:
+        release.join()
+        reads.dispose()
+        await engine.dispose()
+
+    assert info is not None and info.error == "held"
+    assert ticks >= 10  # the loop ran while the lock was held
+    assert threads[-1] != threading.get_ident()  # the read that got through: in a thread
 
 
 async def test_in_memory_sqlite_is_read_through_the_async_engine() -> None:

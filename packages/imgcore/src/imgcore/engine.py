@@ -52,6 +52,8 @@ READ_CHUNK = 256 * 1024
 SPOOL_IN_MEMORY = 8 * 1024 * 1024
 # Products per database read while the output CSV streams.
 OUTPUT_PAGE = 1000
+# Pages up to this many products are short reads (see Runner.read): a few milliseconds.
+SHORT_PAGE = 100
 
 
 class RequestNotFoundError(ImgcoreError):
@@ -284,7 +286,7 @@ class Engine:
     async def status(self, request_id: UUID | str) -> RequestInfo:
         """A request's status and progress; raises :class:`RequestNotFoundError`."""
         rid = _as_uuid(request_id)
-        info = await self.runner.read(lambda conn: repo.read_request(conn, rid))
+        info = await self.runner.read(lambda conn: repo.read_request(conn, rid), short=True)
         if info is None:
             raise RequestNotFoundError(request_id)
         return info
@@ -295,7 +297,8 @@ class Engine:
         """Status, a page of products and the deliveries, read in one consistent go.
 
         Raises :class:`RequestNotFoundError`. This is what a status endpoint serves, polled
-        often, so it is one read (on SQLite, one trip to a worker thread) instead of three.
+        often, so it is one read instead of three (on SQLite, on the event loop for pages of up
+        to 100 products, else one trip to a worker thread).
         """
         rid = _as_uuid(request_id)
 
@@ -308,7 +311,7 @@ class Engine:
             page = repo.read_product_page(conn, rid, start=start, limit=limit)
             return info, page, repo.read_deliveries(conn, rid)
 
-        info, page, deliveries = await self.runner.read(read)
+        info, page, deliveries = await self.runner.read(read, short=limit <= SHORT_PAGE)
         if info is None:
             raise RequestNotFoundError(request_id)
         return info, [self._with_urls(product) for product in page], deliveries
@@ -319,14 +322,15 @@ class Engine:
         """Products ``start`` … ``start+limit-1`` of a request with their images' output URLs."""
         rid = _as_uuid(request_id)
         page = await self.runner.read(
-            lambda conn: repo.read_product_page(conn, rid, start=start, limit=limit)
+            lambda conn: repo.read_product_page(conn, rid, start=start, limit=limit),
+            short=limit <= SHORT_PAGE,
         )
         return [self._with_urls(product) for product in page]
 
     async def deliveries(self, request_id: UUID | str) -> list[DeliveryInfo]:
         """A request's notifications and how their delivery went."""
         rid = _as_uuid(request_id)
-        return await self.runner.read(lambda conn: repo.read_deliveries(conn, rid))
+        return await self.runner.read(lambda conn: repo.read_deliveries(conn, rid), short=True)
 
     async def output_csv(self, request_id: UUID | str) -> AsyncIterator[bytes]:
         """The output CSV, streamed in input order: the input columns plus ``Output Image Urls``.

@@ -66,14 +66,15 @@ def create_engine(url: str | sa.URL, **kwargs: Any) -> AsyncEngine:
     return create_async_engine(parsed, **kwargs)
 
 
-def _tune_sqlite(sync_engine: sa.Engine) -> None:
+def _tune_sqlite(sync_engine: sa.Engine, busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS) -> None:
     @event.listens_for(sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Let SQLAlchemy, not the driver, decide when transactions begin.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
+        # First: switching to WAL waits on a locked file too.
+        cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
@@ -92,7 +93,9 @@ def reader(engine: AsyncEngine) -> AsyncEngine:
     return engine.execution_options(**{READ_ONLY: True})
 
 
-def sqlite_file_engine(url: sa.URL) -> sa.Engine | None:
+def sqlite_file_engine(
+    url: sa.URL, *, busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS
+) -> sa.Engine | None:
     """A synchronous engine on the same SQLite file; None if ``url`` is no file.
 
     aiosqlite runs each driver call on its own thread, and every call is a round trip
@@ -100,12 +103,12 @@ def sqlite_file_engine(url: sa.URL) -> sa.Engine | None:
     claiming and finishing images) run whole on this engine in one worker thread instead
     (see :class:`imgcore.db.runner.Runner`). Connections that only read must be given the
     :data:`READ_ONLY` option. In-memory databases cannot be shared with a second engine, so
-    they have none.
+    they have none. ``busy_timeout_ms``: how long a statement waits for a locked file.
     """
     database = url.database
     if not is_sqlite(url) or not database or database == ":memory:" or "mode=memory" in database:
         return None
     sync_url = url.set(drivername="sqlite")
     engine = sa.create_engine(sync_url, connect_args={"check_same_thread": False})
-    _tune_sqlite(engine)
+    _tune_sqlite(engine, busy_timeout_ms)
     return engine
