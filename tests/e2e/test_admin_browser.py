@@ -213,7 +213,7 @@ def test_the_list_shows_every_request_with_its_progress(page: Page, setup: Setup
     expect(row_of(page, setup.requests["broken"])).to_contain_text("Failed")
 
 
-def test_the_detail_page_shows_the_stored_thumbnails(page: Page, setup: Setup) -> None:
+def test_the_detail_page_shows_a_thumbnail_of_each_done_image(page: Page, setup: Setup) -> None:
     log_in(page, setup)
     page.locator(f"a:text-is('{setup.requests['catalogue']}')").click()
     expect(page.get_by_role("heading", name=re.compile("^Request"))).to_be_visible()

@@ -260,18 +260,33 @@ async def test_product_names_are_escaped(admin: Client, origin: OriginServer) ->
     assert "<script>alert(1)" not in page and "&lt;script&gt;alert(1)" in page
 
 
-async def test_the_detail_shows_each_image_with_its_stored_thumbnail(
+async def test_the_detail_shows_each_image_with_a_thumbnail_made_when_first_shown(
     admin: Client, origin: OriginServer
 ) -> None:
+    engine = engine_of(admin)
     request_id = await finished_request(admin, [photo_urls(origin, 2, "t")])
     page = (await admin.get(f"/admin/requests/{request_id}")).text
     thumbs = re.findall(rf'<img src="(/admin/requests/{request_id}/thumbs/\d+)"', page)
     assert len(thumbs) == 2
     assert page.count('href="http://127.0.0.1:8000/media/requests/') == 2
+    assert len([key async for key in engine.storage.iter_keys()]) == 2  # the outputs only
     response = await admin.get(thumbs[0])
     assert response.headers["content-type"] == "image/jpeg"
     image = Image.open(io.BytesIO(response.content))
     assert image.format == "JPEG" and max(image.size) == 256  # the photos are 640x480
+    # Stored: the output and this thumbnail, which is served again as it was.
+    assert len([key async for key in engine.storage.iter_keys()]) == 3
+    assert (await admin.get(thumbs[0])).content == response.content
+
+
+async def test_the_thumbnail_of_an_image_that_is_not_done_is_a_404(
+    admin: Client, origin: OriginServer
+) -> None:
+    request_id = await finished_request(admin, [[origin.url("/status/404")]])
+    image_id = (await engine_of(admin).products(request_id))[0].images[0].id
+    response = await admin.get(f"/admin/requests/{request_id}/thumbs/{image_id}")
+    assert response.status_code == 404
+    assert response.headers["content-type"].startswith("text/html")
 
 
 async def test_a_failed_image_has_no_thumbnail_and_shows_its_error(
@@ -335,7 +350,9 @@ async def test_delete_asks_first_then_removes_the_request_and_its_files(
     request_id = await finished_request(admin, [photo_urls(origin, 1, "d")])
     confirm = await admin.get(f"/admin/requests/{request_id}/delete")
     assert "Delete this request?" in confirm.text
-    assert [key async for key in engine.storage.iter_keys()]  # output and thumbnail
+    image_id = (await engine.products(request_id))[0].images[0].id
+    await admin.get(f"/admin/requests/{request_id}/thumbs/{image_id}")
+    assert len([key async for key in engine.storage.iter_keys()]) == 2  # output, thumbnail
     response = await admin.post(
         f"/admin/requests/{request_id}/delete", data={"csrf_token": csrf_of(confirm.text)}
     )

@@ -92,9 +92,9 @@ async def test_processing_completes_and_stores_every_image(
     images = [i for p in await engine.products(request_id) for i in p.images]
     assert all(i.status is ImageStatus.DONE for i in images)
     keys = sorted([key async for key in engine.storage.iter_keys()])
-    # Each done image: its output and its thumbnail (for the admin page).
-    assert keys == sorted(k for i in images for k in (i.storage_key, i.thumbnail_key) if k)
-    assert all(i.thumbnail_key for i in images)
+    # Each done image: its output, and no thumbnail until one is asked for.
+    assert keys == sorted(i.storage_key for i in images if i.storage_key)
+    assert not any(i.thumbnail_key for i in images)
     assert all(
         i.output_url and i.output_url.startswith("http://127.0.0.1:8000/media/requests/")
         for i in images

@@ -8,9 +8,8 @@ from pathlib import Path
 
 import anyio
 import pytest
-from imgcore.compress import CompressOptions, ImageError, ThumbnailOptions
+from imgcore.compress import CompressOptions, ImageError
 from imgcore.pipeline import Compressor
-from support.images import decode
 
 pytestmark = pytest.mark.anyio
 
@@ -33,34 +32,6 @@ async def test_both_pools_compress_a_photo(mode: str, corpus_dir: Path) -> None:
 
 async def _append(results: list[object], compressor: Compressor, data: bytes) -> None:
     results.append(await compressor(data))
-
-
-@pytest.mark.parametrize("mode", ["process", "thread"])
-async def test_both_pools_return_the_thumbnail_with_the_image(mode: str, corpus_dir: Path) -> None:
-    photo = (corpus_dir / "img" / "s2_00.jpg").read_bytes()
-    compressor = Compressor(CompressOptions(), workers=1, mode=mode)
-    try:
-        image = await compressor.with_thumbnail(photo)
-        plain = await compressor(photo)
-    finally:
-        compressor.close()
-    assert image.thumbnail is not None
-    assert decode(image.thumbnail).size == (256, 192)  # the admin's default
-    assert plain.thumbnail is None
-    assert image.data == plain.data  # the thumbnail changes nothing about the output
-
-
-async def test_the_thumbnail_options_are_the_compressors(corpus_dir: Path) -> None:
-    photo = (corpus_dir / "img" / "s03_coffee.jpg").read_bytes()
-    compressor = Compressor(
-        CompressOptions(), workers=1, mode="process", thumbnail=ThumbnailOptions(size=100)
-    )
-    try:
-        image = await compressor.with_thumbnail(photo)
-    finally:
-        compressor.close()
-    assert image.thumbnail is not None
-    assert decode(image.thumbnail).size == (100, 75)
 
 
 async def test_a_dead_worker_fails_only_its_image_and_the_pool_recovers(

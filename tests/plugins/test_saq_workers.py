@@ -94,7 +94,7 @@ async def test_two_workers_share_a_request_and_process_each_image_once(
         assert await counters(api, request_id) == (n, 0)
         assert [row.status for row in rows] == ["done"] * n
         keys = await stored_keys(api)
-    assert len(keys) == 2 * n, "one output and one thumbnail per image"
+    assert len(keys) == n, "one output per image"
     assert [origin.hits(url.removeprefix(origin.base_url)) for url in urls] == [1] * n
     assert len({job.worker_id for job in jobs if job is not None}) == 2, "both workers took jobs"
 
@@ -140,5 +140,5 @@ async def test_a_worker_killed_mid_job_loses_nothing(
         assert [row.status for row in rows] == ["done"] * n
         assert all(row.attempts >= 2 for row in rows if row.id in orphaned), "retried elsewhere"
         keys = await stored_keys(api)
-    assert len(keys) == 2 * n, "one output and one thumbnail per image, no orphans"
+    assert len(keys) == n, "one output per image, no orphans"
     assert not list((tmp_path / "media").rglob(".tmp-*"))

@@ -37,8 +37,9 @@ from imgcore.pipeline import Compressor, Pipeline, utcnow
 from imgcore.plugins import create_plugin_manager
 from imgcore.states import ImageStatus
 from imgcore.storage.base import Storage
+from imgcore.thumbnails import Thumbnails
 
-__all__ = ["Engine", "RequestNotFoundError"]
+__all__ = ["Engine", "ImageNotFoundError", "RequestNotFoundError"]
 
 log = logging.getLogger("imgcore.engine")
 
@@ -64,6 +65,15 @@ class RequestNotFoundError(ImgcoreError):
     def __init__(self, request_id: object) -> None:
         super().__init__(f"no request with id {request_id}")
         self.request_id = request_id
+
+
+class ImageNotFoundError(RequestNotFoundError):
+    """The request (if there is one) has no done image with this id."""
+
+    def __init__(self, request_id: object, image_id: int) -> None:
+        super().__init__(request_id)
+        self.args = (f"no done image {image_id} in request {request_id}",)
+        self.image_id = image_id
 
 
 def _worker_name() -> str:
@@ -133,6 +143,7 @@ class Engine:
                 f"no executor named {self.config.executor!r}: is its plugin installed?"
             )
         self.executor: Executor = executor
+        self.thumbnails = Thumbnails(self.runner, self.storage)
         self._started = False
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -384,6 +395,18 @@ class Engine:
             for image in product.images
         )
         return msgspec.structs.replace(product, images=images)
+
+    async def thumbnail(self, request_id: UUID | str, image_id: int) -> bytes:
+        """A done image's thumbnail (JPEG within 256 x 256 pixels), made from its stored output
+        the first time it is asked for, then stored beside it.
+
+        Raises :class:`ImageNotFoundError` unless the request has a done image ``image_id``.
+        """
+        rid = _as_uuid(request_id)
+        data = await self.thumbnails.get(rid, image_id)
+        if data is None:
+            raise ImageNotFoundError(request_id, image_id)
+        return data
 
     async def list_requests(self, **filters: Any) -> tuple[list[RequestInfo], int]:
         """Requests newest first (see :func:`imgcore.db.repo.list_requests` for filters)."""

@@ -13,7 +13,6 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from datetime import UTC, datetime, timedelta
-from functools import partial
 from typing import Any, TypeVar
 
 import anyio
@@ -24,7 +23,6 @@ from imgcore.compress import (
     CompressedImage,
     CompressOptions,
     ImageError,
-    ThumbnailOptions,
     compress,
     sniff_format,
 )
@@ -38,6 +36,7 @@ from imgcore.notify.base import Notifier
 from imgcore.spool import Spool, run_spooled
 from imgcore.states import ImageStatus
 from imgcore.storage.base import Storage, StorageError
+from imgcore.thumbnails import THUMBNAIL_EXTENSION
 from imgcore.tuning import compression_worker_init
 
 __all__ = ["Compressor", "Pipeline", "storage_key", "utcnow"]
@@ -45,9 +44,6 @@ __all__ = ["Compressor", "Pipeline", "storage_key", "utcnow"]
 log = logging.getLogger("imgcore.pipeline")
 
 T = TypeVar("T")
-
-#: Suffix of an image's thumbnail key (``requests/<request>/<image>.thumb.jpg``).
-THUMBNAIL_EXTENSION = ".thumb.jpg"
 
 
 def utcnow() -> datetime:
@@ -64,7 +60,6 @@ class Compressor:
     the workers through a :class:`imgcore.spool.Spool` where the system has one.
     ``mode="thread"``: worker threads in this process (Pillow releases the GIL while it
     decodes and encodes, but downloads and database work compete for it).
-    ``thumbnail``: what :meth:`with_thumbnail` makes (256 px, JPEG quality 70 by default).
     """
 
     def __init__(
@@ -73,12 +68,10 @@ class Compressor:
         *,
         workers: int,
         mode: str = "process",
-        thumbnail: ThumbnailOptions | None = None,
     ) -> None:
         if mode not in ("process", "thread"):
             raise ValueError(f"unknown compress mode {mode!r}")
         self.options = options
-        self.thumbnail = thumbnail or ThumbnailOptions()
         self.workers = workers
         self.mode = mode
         # Processes: one image queued behind each worker's, so none waits for the next.
@@ -97,11 +90,6 @@ class Compressor:
     async def __call__(self, data: bytes) -> CompressedImage:
         """Compress ``data`` on a worker; raises :class:`imgcore.compress.ImageError`."""
         return await self._run(compress, data, self.options)
-
-    async def with_thumbnail(self, data: bytes) -> CompressedImage:
-        """Compress ``data`` with its ``thumbnail`` made from the same decode, in one worker
-        call (``thumbnail`` is None if it could not be made: it is optional)."""
-        return await self._run(partial(compress, thumbnail=self.thumbnail), data, self.options)
 
     async def _run(
         self, function: Callable[[bytes, CompressOptions], T], data: bytes, options: CompressOptions
@@ -196,26 +184,21 @@ class Pipeline:
             await self._error(claim, exc.reason, str(exc), exc.transient, started)
             return
         try:
-            image = await self.compressor.with_thumbnail(fetched.data)
+            image = await self.compressor(fetched.data)
         except ImageError as exc:
             # A dead worker may be the OOM killer rather than this image: worth another try.
             transient = exc.reason == "worker_crashed"
             await self._error(claim, exc.reason, str(exc), transient, started)
             return
         key = storage_key(claim, image.extension)
-        thumbnail = image.thumbnail
-        thumbnail_key = storage_key(claim, THUMBNAIL_EXTENSION) if thumbnail else None
         try:
             await self.storage.put(key, image.data, content_type=image.media_type)
-            if thumbnail is not None and thumbnail_key is not None:
-                await self.storage.put(thumbnail_key, thumbnail, content_type="image/jpeg")
         except StorageError as exc:
             await self._error(claim, exc.reason, str(exc), exc.transient, started)
             return
         result = ImageResult(
             status=ImageStatus.DONE,
             storage_key=key,
-            thumbnail_key=thumbnail_key,
             input_bytes=image.input_bytes,
             output_bytes=image.output_bytes,
             input_width=image.input_width,
@@ -242,7 +225,8 @@ class Pipeline:
         )
 
     async def _fail(self, claim: Claim, reason: str, message: str, started: float) -> None:
-        # An earlier attempt may have stored the output before dying: leave no orphan.
+        # An earlier attempt may have stored the output (or, in earlier versions, a thumbnail)
+        # before dying: leave no orphan.
         for extension in (".jpg", ".webp", ".avif", THUMBNAIL_EXTENSION):
             try:
                 await self.storage.delete(storage_key(claim, extension))

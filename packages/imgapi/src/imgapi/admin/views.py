@@ -11,9 +11,9 @@ from urllib.parse import urlencode
 from uuid import UUID
 
 import anyio
-from imgcore.engine import Engine, RequestNotFoundError
+from imgcore.compress import ImageError
+from imgcore.engine import Engine, ImageNotFoundError, RequestNotFoundError
 from imgcore.models import RequestInfo
-from imgcore.pipeline import THUMBNAIL_EXTENSION
 from imgcore.states import RequestStatus
 from imgcore.storage.base import StorageError
 from litestar import Request, Response, get, post
@@ -204,11 +204,12 @@ async def request_detail(
 async def thumbnail(
     request_id: FromPath[UUID], image_id: FromPath[int], engine: NamedDependency[Engine]
 ) -> Response[bytes]:
-    """An image's stored thumbnail (a small JPEG made when it was processed)."""
+    """A done image's thumbnail (made from its output the first time, then stored)."""
     try:
-        data = await engine.storage.get(f"requests/{request_id}/{image_id}{THUMBNAIL_EXTENSION}")
-    except (KeyError, StorageError):
-        raise RequestNotFoundError(request_id) from None
+        data = await engine.thumbnail(request_id, image_id)
+    except (StorageError, ImageError) as exc:
+        log.warning("no thumbnail for image %s of request %s: %s", image_id, request_id, exc)
+        raise ImageNotFoundError(request_id, image_id) from None
     return Response(
         data,
         media_type="image/jpeg",

@@ -35,6 +35,7 @@ __all__ = [
     "create_request",
     "defer_image",
     "delete_request",
+    "done_image_keys",
     "finish_delivery",
     "finish_image",
     "get_header",
@@ -48,6 +49,7 @@ __all__ = [
     "retry_delivery_later",
     "retry_failed",
     "set_request_totals",
+    "set_thumbnail_key",
     "storage_keys",
 ]
 
@@ -715,6 +717,27 @@ async def iter_products(
             return
         yield page
         start = page[-1].position + 1
+
+
+def done_image_keys(
+    conn: sa.Connection, request_id: UUID, image_id: int
+) -> tuple[str, str | None] | None:
+    """A done image's output key and thumbnail key; None if it is not a done image of the
+    request."""
+    row = conn.execute(
+        sa.select(_I.storage_key, _I.thumbnail_key).where(
+            _I.id == image_id,
+            _I.request_id == request_id,
+            _I.status == ImageStatus.DONE.value,
+            _I.storage_key.is_not(None),
+        )
+    ).first()
+    return None if row is None else (row.storage_key, row.thumbnail_key)
+
+
+def set_thumbnail_key(conn: sa.Connection, image_id: int, key: str) -> None:
+    """Record where an image's thumbnail is stored."""
+    conn.execute(images.update().where(_I.id == image_id).values(thumbnail_key=key))
 
 
 async def storage_keys(conn: AsyncConnection, request_id: UUID) -> list[str]:
