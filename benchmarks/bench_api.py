@@ -142,7 +142,7 @@ async def status_load(base: str, request_id: str, rate: int, seconds: float) -> 
 
 def hey_status(url: str, rate: int, seconds: int) -> str:
     """hey at ``rate`` requests/s (10 workers) for ``seconds``; a one-line summary."""
-    workers = 10
+    workers = int(os.environ.get("HEY_WORKERS", "10"))
     out = subprocess.run(
         ["hey", "-z", f"{seconds}s", "-c", str(workers), "-q", str(rate // workers), url],
         capture_output=True,

@@ -806,6 +806,47 @@ async def test_product_page_shows_finished_image_details(
     assert (image.input_bytes, image.output_bytes, image.started_at) == (1000, 400, NOW)
 
 
+async def test_progress_page_shows_what_the_product_page_does_of_each_image(
+    engine: AsyncEngine, submit: Submit
+) -> None:
+    request_id = await submit([2, 0, 3])
+    first, second, *_ = await claim(engine, limit=3)
+    await finish(engine, first, done(7))
+    await finish(engine, second, FAILED)
+
+    async with reader(engine).connect() as conn:
+        full = await conn.run_sync(repo.read_product_page, request_id, start=0, limit=10)
+        progress = await conn.run_sync(
+            repo.read_progress_page,
+            request_id,
+            start=0,
+            limit=10,
+            url_for=lambda key: f"https://cdn.test/{key}",
+        )
+        later = await conn.run_sync(
+            repo.read_progress_page, request_id, start=1, limit=5, url_for=str
+        )
+
+    assert [(p.position, p.serial, p.name, len(p.images)) for p in progress] == [
+        (p.position, p.serial, p.name, len(p.images)) for p in full
+    ]
+    assert [
+        (i.position, i.input_url, i.status, i.error_reason, i.error)
+        for p in progress
+        for i in p.images
+    ] == [
+        (i.position, i.input_url, i.status, i.error_reason, i.error) for p in full for i in p.images
+    ]
+    statuses = [i.status for p in progress for i in p.images]
+    assert statuses.count(ImageStatus.DONE) == statuses.count(ImageStatus.FAILED) == 1
+    # Only the done image has an output URL, built from its storage key.
+    assert [i.output_url for p in progress for i in p.images if i.output_url] == [
+        "https://cdn.test/out/7.jpg"
+    ]
+    assert [p.position for p in later] == [1, 2]
+    assert later[0].images == ()  # a product without images
+
+
 async def test_iter_products_yields_every_product_in_order_in_batches(
     engine: AsyncEngine, submit: Submit
 ) -> None:

@@ -30,7 +30,7 @@ from imgcore.db.session import connection, transaction
 from imgcore.errors import ImgcoreError
 from imgcore.executors.base import Executor
 from imgcore.fetch import Fetcher
-from imgcore.models import DeliveryInfo, ProductInfo, RequestInfo
+from imgcore.models import DeliveryInfo, ProductInfo, ProductProgress, RequestInfo
 from imgcore.notify.base import Notifier
 from imgcore.notify.dispatcher import Dispatcher
 from imgcore.pipeline import Compressor, Pipeline, utcnow
@@ -304,28 +304,32 @@ class Engine:
 
     async def snapshot(
         self, request_id: UUID | str, *, start: int = 0, limit: int = 100
-    ) -> tuple[RequestInfo, list[ProductInfo], list[DeliveryInfo]]:
-        """Status, a page of products and the deliveries, read in one consistent go.
+    ) -> tuple[RequestInfo, list[ProductProgress], list[DeliveryInfo]]:
+        """Status, a page of products as a status poll shows them, and the deliveries, read in
+        one consistent go.
 
         Raises :class:`RequestNotFoundError`. This is what a status endpoint serves, polled
-        often, so it is one read instead of three (on SQLite, on the event loop for pages of up
-        to 100 products, else one trip to a worker thread).
+        often, so it is one read instead of three (on SQLite, on the event loop for pages of
+        up to 100 products, else one trip to a worker thread), of only the columns it shows.
+        :meth:`products` reads everything recorded about each image.
         """
         rid = _as_uuid(request_id)
 
         def read(
             conn: sa.Connection,
-        ) -> tuple[RequestInfo | None, list[ProductInfo], list[DeliveryInfo]]:
+        ) -> tuple[RequestInfo | None, list[ProductProgress], list[DeliveryInfo]]:
             info = repo.read_request(conn, rid)
             if info is None:
                 return None, [], []
-            page = repo.read_product_page(conn, rid, start=start, limit=limit)
+            page = repo.read_progress_page(
+                conn, rid, start=start, limit=limit, url_for=self.storage.url_for
+            )
             return info, page, repo.read_deliveries(conn, rid)
 
         info, page, deliveries = await self.runner.read(read, short=limit <= SHORT_PAGE)
         if info is None:
             raise RequestNotFoundError(request_id)
-        return info, [self._with_urls(product) for product in page], deliveries
+        return info, page, deliveries
 
     async def products(
         self, request_id: UUID | str, *, start: int = 0, limit: int = 100

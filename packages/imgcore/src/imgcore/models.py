@@ -9,7 +9,14 @@ import msgspec
 
 from imgcore.states import ImageStatus, RequestStatus
 
-__all__ = ["DeliveryInfo", "ImageInfo", "ProductInfo", "RequestInfo"]
+__all__ = [
+    "DeliveryInfo",
+    "ImageInfo",
+    "ImageProgress",
+    "ProductInfo",
+    "ProductProgress",
+    "RequestInfo",
+]
 
 
 class RequestInfo(msgspec.Struct, frozen=True, kw_only=True):
@@ -71,6 +78,27 @@ class ProductInfo(msgspec.Struct, frozen=True, kw_only=True):
     name: str
     extra: tuple[str, ...] = ()
     images: tuple[ImageInfo, ...] = ()
+
+
+class ImageProgress(msgspec.Struct, frozen=True, kw_only=True):
+    """An image as a status poll shows it: its URLs and how it ended (see :class:`ImageInfo`
+    for everything recorded about it)."""
+
+    position: int
+    input_url: str
+    status: ImageStatus
+    output_url: str | None = None
+    error_reason: str | None = None
+    error: str | None = None
+
+
+class ProductProgress(msgspec.Struct, frozen=True, kw_only=True):
+    """A product as a status poll shows it (see :class:`ProductInfo` for the whole row)."""
+
+    position: int
+    serial: int
+    name: str
+    images: tuple[ImageProgress, ...] = ()
 
 
 class DeliveryInfo(msgspec.Struct, frozen=True, kw_only=True):

@@ -227,12 +227,13 @@ async def status_json(
     per_page: Annotated[int, QueryParameter(ge=1, le=MAX_PER_PAGE)] = 100,
 ) -> Response[StatusOut]:
     """The status document of ``GET /status/{id}``, for a logged-in admin (no API key)."""
-    info = await engine.status(request_id)
-    products = await engine.products(info.request_id, start=(page - 1) * per_page, limit=per_page)
+    info, products, deliveries = await engine.snapshot(
+        request_id, start=(page - 1) * per_page, limit=per_page
+    )
     document = status_document(
         info,
         products,
-        await engine.deliveries(info.request_id),
+        deliveries,
         base=runtime.settings.base_url,
         path=request.url.path,
         page=page,

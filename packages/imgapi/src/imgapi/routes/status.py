@@ -12,7 +12,7 @@ from uuid import UUID
 
 import msgspec
 from imgcore.engine import Engine
-from imgcore.models import DeliveryInfo, ImageInfo, ProductInfo, RequestInfo
+from imgcore.models import DeliveryInfo, ImageProgress, ProductProgress, RequestInfo
 from litestar import Request, Response, get
 from litestar.di import NamedDependency
 from litestar.params import FromPath, QueryParameter
@@ -99,7 +99,7 @@ class StatusOut(msgspec.Struct, frozen=True, kw_only=True):
     deliveries: list[DeliveryOut]
 
 
-def _image(image: ImageInfo) -> ImageOut:
+def _image(image: ImageProgress) -> ImageOut:
     return ImageOut(
         input_url=image.input_url,
         output_url=image.output_url,
@@ -109,7 +109,7 @@ def _image(image: ImageInfo) -> ImageOut:
     )
 
 
-def _product(product: ProductInfo) -> ProductOut:
+def _product(product: ProductProgress) -> ProductOut:
     return ProductOut(
         serial=product.serial,
         name=product.name,
@@ -138,7 +138,7 @@ def _page_url(base: str, path: str, page: int, per_page: int) -> str:
 
 def status_document(
     info: RequestInfo,
-    products: list[ProductInfo],
+    products: list[ProductProgress],
     deliveries: list[DeliveryInfo],
     *,
     base: str,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -20,7 +20,14 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from imgcore.db.tables import deliveries, images, products, requests
-from imgcore.models import DeliveryInfo, ImageInfo, ProductInfo, RequestInfo
+from imgcore.models import (
+    DeliveryInfo,
+    ImageInfo,
+    ImageProgress,
+    ProductInfo,
+    ProductProgress,
+    RequestInfo,
+)
 from imgcore.states import ImageStatus, RequestStatus, settle
 
 __all__ = [
@@ -43,6 +50,7 @@ __all__ = [
     "list_requests",
     "read_deliveries",
     "read_product_page",
+    "read_progress_page",
     "read_request",
     "release_images",
     "renew_leases",
@@ -701,6 +709,70 @@ def read_product_page(
             name=row.name,
             extra=tuple(row.extra or ()),
             images=tuple(product_images),
+        )
+        for row, product_images in found.values()
+    ]
+
+
+# What a status poll shows of a page: none of the JSON, timestamps and sizes whose decoding
+# made up most of read_product_page's time (0.055 against 0.35 ms for 10 products).
+_PROGRESS_PAGE = (
+    sa.select(
+        _P.position,
+        _P.serial,
+        _P.name,
+        _I.position.label("image_position"),
+        _I.url,
+        _I.status,
+        _I.storage_key,
+        _I.error_reason,
+        _I.error,
+    )
+    .outerjoin(images, sa.and_(_I.request_id == _P.request_id, _I.product_position == _P.position))
+    .where(
+        _P.request_id == sa.bindparam("request_id"),
+        _P.position >= sa.bindparam("start"),
+        _P.position < sa.bindparam("stop"),
+    )
+    .order_by(_P.position, _I.position)
+)
+
+
+def read_progress_page(
+    conn: sa.Connection,
+    request_id: UUID,
+    *,
+    start: int,
+    limit: int,
+    url_for: Callable[[str], str],
+) -> list[ProductProgress]:
+    """Products ``start`` … ``start+limit-1`` as a status poll shows them; a done image's
+    ``output_url`` is ``url_for(storage key)``."""
+    rows = conn.execute(
+        _PROGRESS_PAGE, {"request_id": request_id, "start": start, "stop": start + limit}
+    ).all()
+    found: dict[int, tuple[Any, list[ImageProgress]]] = {}
+    for row in rows:
+        entry = found.get(row.position)
+        if entry is None:
+            entry = found[row.position] = (row, [])
+        if row.url is None:  # a product without images (outer join)
+            continue
+        status = ImageStatus(row.status)
+        done = status is ImageStatus.DONE and row.storage_key
+        entry[1].append(
+            ImageProgress(
+                position=row.image_position,
+                input_url=row.url,
+                status=status,
+                output_url=url_for(row.storage_key) if done else None,
+                error_reason=row.error_reason,
+                error=row.error,
+            )
+        )
+    return [
+        ProductProgress(
+            position=row.position, serial=row.serial, name=row.name, images=tuple(product_images)
         )
         for row, product_images in found.values()
     ]
