@@ -9,6 +9,7 @@ Starts ../shared/bench/origin.py and `imgapi serve` (SQLite, ./media in a temp d
    the server), or a Python open-loop client without it (latency counted from each
    request's scheduled time; it competes with the server for the two cores). Target: p99
    < 50 ms at 500 requests/s. Then wrk's closed-loop maximum (8 connections), if installed.
+   HEY_WORKERS=<n> spreads the same rate over n clients instead of 10 (they fire together).
 4. The same status load on granian instead of uvicorn (when granian is installed), to
    choose the server `imgapi serve` runs on.
 Prints figures; asserts nothing.
@@ -141,7 +142,8 @@ async def status_load(base: str, request_id: str, rate: int, seconds: float) -> 
 
 
 def hey_status(url: str, rate: int, seconds: int) -> str:
-    """hey at ``rate`` requests/s (10 workers) for ``seconds``; a one-line summary."""
+    """hey at ``rate`` requests/s (``HEY_WORKERS`` clients, 10 by default) for ``seconds``; a
+    one-line summary."""
     workers = int(os.environ.get("HEY_WORKERS", "10"))
     out = subprocess.run(
         ["hey", "-z", f"{seconds}s", "-c", str(workers), "-q", str(rate // workers), url],
