@@ -12,7 +12,7 @@ import contextlib
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 import msgspec
@@ -61,6 +61,7 @@ __all__ = [
     "storage_keys",
 ]
 
+T = TypeVar("T")
 _I = images.c
 _P = products.c
 _R = requests.c
@@ -662,45 +663,66 @@ _IMAGE_FIELDS = (
 )
 
 
-# The status endpoint runs this on every poll: one statement (products outer-joined to their
-# images), built once, since building a statement costs more than SQLite takes to run it.
-_PRODUCT_PAGE = (
-    sa.select(
-        _P.position,
-        _P.row,
-        _P.serial,
-        _P.name,
-        _P.extra,
-        _I.url,
-        *(_I[f].label(f"image_{f}") for f in _IMAGE_FIELDS),
+def _page_statement(*columns: sa.ColumnElement[Any]) -> sa.Select[Any]:
+    """Products ``start`` … ``stop - 1`` of a request outer-joined to their images, in order.
+
+    Built once per module, since building a statement costs more than SQLite takes to run it.
+    """
+    return (
+        sa.select(_P.position, _I.url, *columns)
+        .outerjoin(
+            images, sa.and_(_I.request_id == _P.request_id, _I.product_position == _P.position)
+        )
+        .where(
+            _P.request_id == sa.bindparam("request_id"),
+            _P.position >= sa.bindparam("start"),
+            _P.position < sa.bindparam("stop"),
+        )
+        .order_by(_P.position, _I.position)
     )
-    .outerjoin(images, sa.and_(_I.request_id == _P.request_id, _I.product_position == _P.position))
-    .where(
-        _P.request_id == sa.bindparam("request_id"),
-        _P.position >= sa.bindparam("start"),
-        _P.position < sa.bindparam("stop"),
-    )
-    .order_by(_P.position, _I.position)
+
+
+def _read_page(
+    conn: sa.Connection,
+    statement: sa.Select[Any],
+    request_id: UUID,
+    start: int,
+    limit: int,
+    image: Callable[[Any], T],
+) -> list[tuple[Any, list[T]]]:
+    """Each product row of the page with ``image(row)`` of each of its image rows."""
+    rows = conn.execute(
+        statement, {"request_id": request_id, "start": start, "stop": start + limit}
+    ).all()
+    found: dict[int, tuple[Any, list[T]]] = {}
+    for row in rows:
+        entry = found.get(row.position)
+        if entry is None:
+            entry = found[row.position] = (row, [])
+        if row.url is not None:  # None: a product without images (outer join)
+            entry[1].append(image(row))
+    return list(found.values())
+
+
+_PRODUCT_PAGE = _page_statement(
+    _P.row,
+    _P.serial,
+    _P.name,
+    _P.extra,
+    *(_I[f].label(f"image_{f}") for f in _IMAGE_FIELDS),
 )
+
+
+def _image_info(row: Any) -> ImageInfo:
+    fields = dict(zip(_IMAGE_FIELDS, row[-len(_IMAGE_FIELDS) :], strict=True))
+    fields["status"] = ImageStatus(fields["status"])
+    return ImageInfo(input_url=row.url, **fields)
 
 
 def read_product_page(
     conn: sa.Connection, request_id: UUID, *, start: int, limit: int
 ) -> list[ProductInfo]:
     """Products with positions ``start`` … ``start+limit-1``, each with its images, in order."""
-    rows = conn.execute(
-        _PRODUCT_PAGE, {"request_id": request_id, "start": start, "stop": start + limit}
-    ).all()
-    found: dict[int, tuple[sa.Row[Any], list[ImageInfo]]] = {}
-    for row in rows:
-        entry = found.get(row.position)
-        if entry is None:
-            entry = found[row.position] = (row, [])
-        if row.url is None:  # a product without images (outer join)
-            continue
-        fields = dict(zip(_IMAGE_FIELDS, row[6:], strict=True))
-        fields["status"] = ImageStatus(fields["status"])
-        entry[1].append(ImageInfo(input_url=row.url, **fields))
     return [
         ProductInfo(
             position=row.position,
@@ -710,31 +732,22 @@ def read_product_page(
             extra=tuple(row.extra or ()),
             images=tuple(product_images),
         )
-        for row, product_images in found.values()
+        for row, product_images in _read_page(
+            conn, _PRODUCT_PAGE, request_id, start, limit, _image_info
+        )
     ]
 
 
 # What a status poll shows of a page: none of the JSON, timestamps and sizes whose decoding
 # made up most of read_product_page's time (0.055 against 0.35 ms for 10 products).
-_PROGRESS_PAGE = (
-    sa.select(
-        _P.position,
-        _P.serial,
-        _P.name,
-        _I.position.label("image_position"),
-        _I.url,
-        _I.status,
-        _I.storage_key,
-        _I.error_reason,
-        _I.error,
-    )
-    .outerjoin(images, sa.and_(_I.request_id == _P.request_id, _I.product_position == _P.position))
-    .where(
-        _P.request_id == sa.bindparam("request_id"),
-        _P.position >= sa.bindparam("start"),
-        _P.position < sa.bindparam("stop"),
-    )
-    .order_by(_P.position, _I.position)
+_PROGRESS_PAGE = _page_statement(
+    _P.serial,
+    _P.name,
+    _I.position.label("image_position"),
+    _I.status,
+    _I.storage_key,
+    _I.error_reason,
+    _I.error,
 )
 
 
@@ -748,33 +761,24 @@ def read_progress_page(
 ) -> list[ProductProgress]:
     """Products ``start`` … ``start+limit-1`` as a status poll shows them; a done image's
     ``output_url`` is ``url_for(storage key)``."""
-    rows = conn.execute(
-        _PROGRESS_PAGE, {"request_id": request_id, "start": start, "stop": start + limit}
-    ).all()
-    found: dict[int, tuple[Any, list[ImageProgress]]] = {}
-    for row in rows:
-        entry = found.get(row.position)
-        if entry is None:
-            entry = found[row.position] = (row, [])
-        if row.url is None:  # a product without images (outer join)
-            continue
+
+    def image(row: Any) -> ImageProgress:
         status = ImageStatus(row.status)
         done = status is ImageStatus.DONE and row.storage_key
-        entry[1].append(
-            ImageProgress(
-                position=row.image_position,
-                input_url=row.url,
-                status=status,
-                output_url=url_for(row.storage_key) if done else None,
-                error_reason=row.error_reason,
-                error=row.error,
-            )
+        return ImageProgress(
+            position=row.image_position,
+            input_url=row.url,
+            status=status,
+            output_url=url_for(row.storage_key) if done else None,
+            error_reason=row.error_reason,
+            error=row.error,
         )
+
     return [
         ProductProgress(
             position=row.position, serial=row.serial, name=row.name, images=tuple(product_images)
         )
-        for row, product_images in found.values()
+        for row, product_images in _read_page(conn, _PROGRESS_PAGE, request_id, start, limit, image)
     ]
 
 
