@@ -60,30 +60,17 @@ async def test_a_failed_read_is_rolled_back(
         reads.dispose()
 
 
-async def test_sqlite_files_are_read_on_a_worker_thread(tmp_path: Path) -> None:
-    # The point of the synchronous path: one thread hop per read, not several per statement.
+@pytest.mark.parametrize("short", [False, True], ids=["read: a thread", "short read: the loop"])
+async def test_sqlite_file_reads_run_in_a_thread_unless_short(tmp_path: Path, short: bool) -> None:
+    # One thread hop per read, not several per statement (aiosqlite); none for a short read,
+    # since a trip to a thread and back costs more than reading a few rows.
     engine = create_engine(f"sqlite+aiosqlite:///{tmp_path}/reads.sqlite3")
     reads = Runner(engine)
     try:
         async with engine.begin() as conn:
             await conn.run_sync(requests.metadata.create_all)
-        here = threading.get_ident()
-        used = await reads.read(lambda _conn: threading.get_ident())
-        assert used != here
-    finally:
-        reads.dispose()
-        await engine.dispose()
-
-
-async def test_short_sqlite_reads_run_on_the_event_loop(tmp_path: Path) -> None:
-    # A trip to a thread and back costs more than a read of a few rows.
-    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path}/reads.sqlite3")
-    reads = Runner(engine)
-    try:
-        async with engine.begin() as conn:
-            await conn.run_sync(requests.metadata.create_all)
-        used = await reads.read(lambda _conn: threading.get_ident(), short=True)
-        assert used == threading.get_ident()
+        used = await reads.read(lambda _conn: threading.get_ident(), short=short)
+        assert (used == threading.get_ident()) is short
     finally:
         reads.dispose()
         await engine.dispose()
