@@ -7,8 +7,7 @@ from pathlib import Path
 from uuid import UUID, uuid4
 
 import pytest
-from imgcore import Engine
-from imgcore.engine import ImageNotFoundError
+from imgcore import Engine, ImageNotFoundError
 from imgcore.models import ImageInfo
 from imgcore.states import ImageStatus
 from imgcore.thumbnails import thumbnail_key

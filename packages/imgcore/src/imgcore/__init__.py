@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from imgcore.compress import CompressedImage, CompressOptions, ImageError
     from imgcore.config import Config, ConfigError
     from imgcore.csvio import CsvIssue, CsvLimits, CsvValidationError
-    from imgcore.engine import Engine, RequestNotFoundError
+    from imgcore.engine import Engine, ImageNotFoundError, RequestNotFoundError
     from imgcore.errors import ImgcoreError
     from imgcore.fetch import Fetcher, FetchError, FetchOptions
     from imgcore.hookspecs import hookimpl
@@ -34,6 +34,7 @@ _EXPORTS = {
     "CsvLimits": "imgcore.csvio",
     "CsvValidationError": "imgcore.csvio",
     "Engine": "imgcore.engine",
+    "ImageNotFoundError": "imgcore.engine",
     "RequestNotFoundError": "imgcore.engine",
     "ImgcoreError": "imgcore.errors",
     "FetchError": "imgcore.fetch",
@@ -61,6 +62,7 @@ __all__ = [
     "Fetcher",
     "ImageError",
     "ImageInfo",
+    "ImageNotFoundError",
     "ImageStatus",
     "ImgcoreError",
     "ProductInfo",
