@@ -393,9 +393,10 @@ class Engine:
 
     def _with_urls(self, product: ProductInfo) -> ProductInfo:
         images = tuple(
-            msgspec.structs.replace(image, output_url=self.storage.url_for(image.storage_key))
-            if image.storage_key and image.status is ImageStatus.DONE
-            else image
+            msgspec.structs.replace(
+                image,
+                output_url=repo.output_url(image.status, image.storage_key, self.storage.url_for),
+            )
             for image in product.images
         )
         return msgspec.structs.replace(product, images=images)

@@ -35,7 +35,7 @@ from imgcore.fetch import Fetcher, FetchError
 from imgcore.notify.base import Notifier
 from imgcore.spool import Spool, run_spooled
 from imgcore.states import ImageStatus
-from imgcore.storage.base import Storage, StorageError
+from imgcore.storage.base import Storage, StorageError, image_key
 from imgcore.thumbnails import THUMBNAIL_EXTENSION
 from imgcore.tuning import compression_worker_init
 
@@ -141,8 +141,8 @@ class Compressor:
 
 
 def storage_key(claim: Claim, extension: str) -> str:
-    """Where an image's output lives: one fixed key per image, so a re-run replaces, never adds."""
-    return f"requests/{claim.request_id}/{claim.id}{extension}"
+    """Where a claimed image's output lives (see :func:`imgcore.storage.base.image_key`)."""
+    return image_key(claim.request_id, claim.id, extension)
 
 
 class Pipeline:

@@ -18,7 +18,7 @@ import anyio.to_thread
 from imgcore.compress import ThumbnailOptions, make_thumbnail
 from imgcore.db import repo
 from imgcore.db.runner import Runner
-from imgcore.storage.base import Storage
+from imgcore.storage.base import Storage, image_key
 
 __all__ = ["THUMBNAIL_EXTENSION", "Thumbnails", "thumbnail_key"]
 
@@ -28,7 +28,7 @@ THUMBNAIL_EXTENSION: Final = ".thumb.jpg"
 
 def thumbnail_key(request_id: UUID, image_id: int) -> str:
     """Where an image's thumbnail is stored, beside its output."""
-    return f"requests/{request_id}/{image_id}{THUMBNAIL_EXTENSION}"
+    return image_key(request_id, image_id, THUMBNAIL_EXTENSION)
 
 
 class Thumbnails:

@@ -48,6 +48,7 @@ __all__ = [
     "get_header",
     "iter_products",
     "list_requests",
+    "output_url",
     "read_deliveries",
     "read_product_page",
     "read_progress_page",
@@ -751,6 +752,13 @@ _PROGRESS_PAGE = _page_statement(
 )
 
 
+def output_url(
+    status: ImageStatus, storage_key: str | None, url_for: Callable[[str], str]
+) -> str | None:
+    """An image's output URL: ``url_for(storage_key)`` once it is done, else None."""
+    return url_for(storage_key) if status is ImageStatus.DONE and storage_key else None
+
+
 def read_progress_page(
     conn: sa.Connection,
     request_id: UUID,
@@ -764,12 +772,11 @@ def read_progress_page(
 
     def image(row: Any) -> ImageProgress:
         status = ImageStatus(row.status)
-        done = status is ImageStatus.DONE and row.storage_key
         return ImageProgress(
             position=row.image_position,
             input_url=row.url,
             status=status,
-            output_url=url_for(row.storage_key) if done else None,
+            output_url=output_url(status, row.storage_key, url_for),
             error_reason=row.error_reason,
             error=row.error,
         )

@@ -4,10 +4,17 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from typing import Protocol, runtime_checkable
+from uuid import UUID
 
 from imgcore.errors import ImgcoreError
 
-__all__ = ["Storage", "StorageError"]
+__all__ = ["Storage", "StorageError", "image_key"]
+
+
+def image_key(request_id: UUID, image_id: int, extension: str) -> str:
+    """Where an image's objects live: ``requests/<request>/<image><extension>``, one fixed key
+    per image and kind (output, thumbnail), so storing again replaces, never adds."""
+    return f"requests/{request_id}/{image_id}{extension}"
 
 
 class StorageError(ImgcoreError):
