@@ -79,10 +79,11 @@ def cpu_limit(csv_path: Path, cores: int = 2, *, reuse_memory: bool = False) -> 
     """Bare Pillow decode+encode q50 on the CSV's images: per-core theory and measured 2-core.
 
     ``reuse_memory``: with Pillow keeping freed image memory as imgcore's compression
-    workers do (``PILLOW_BLOCKS_MAX``, see imgcore.tuning.cache_image_memory), for a limit
-    on equal terms; the shared script itself runs Pillow's defaults.
+    workers do (``PILLOW_BLOCKS_MAX``, see ``cache_image_memory`` in
+    imgcore._compression.tuning), for a limit on equal terms; the shared script itself runs
+    Pillow's defaults.
     """
-    from imgcore.tuning import IMAGE_MEMORY_CACHE
+    from imgcore._compression.tuning import IMAGE_MEMORY_CACHE
 
     env = dict(os.environ)
     env.pop("PILLOW_BLOCKS_MAX", None)

@@ -17,7 +17,7 @@ from functools import partial
 from pathlib import Path
 
 from _bench import bench_dir
-from imgcore.compress import CompressOptions, OutputFormat, compress, make_thumbnail
+from imgcore._compress import CompressOptions, OutputFormat, compress, make_thumbnail
 from PIL import Image
 
 CLASSES = {"s03": 15, "s2": 8, "s8": 3, "s12": 3}  # size class → repetitions

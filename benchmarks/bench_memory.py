@@ -18,7 +18,7 @@ CHILD = r"""
 import sys, tempfile, threading, time, anyio, psutil
 from pathlib import Path
 from imgcore import Config, Engine
-from imgcore.tuning import limit_malloc_arenas
+from imgcore._compression.tuning import limit_malloc_arenas
 
 limit_malloc_arenas()  # as `imgcore worker` and `imgapi serve` do
 peak = 0.0

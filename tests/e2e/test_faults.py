@@ -38,7 +38,7 @@ import psutil
 import pytest
 import sqlalchemy as sa
 from imgcore import Config, Engine
-from imgcore.db.tables import images
+from imgcore._db.tables import images
 from imgcore.models import RequestInfo
 from imgcore.states import RequestStatus
 from support.csvgen import PHOTOS

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from imgapi import Settings, create_app
 from imgapi.admin.accounts import MAX_FAILURES, save_admin
 from imgapi.admin.security import COOKIE_NAME, safe_next
-from imgcore.db.tables import admin_users
+from imgcore._db.tables import admin_users
 from imgcore.engine import Engine
 from litestar import Litestar
 from litestar.testing import AsyncTestClient

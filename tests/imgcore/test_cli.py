@@ -139,7 +139,7 @@ def test_db_upgrade_and_plugins(tmp_path: Path) -> None:
     assert upgraded.returncode == 0, upgraded.stderr
     assert imgcore("db", "current", cwd=tmp_path, env=env).stdout.strip() != "(empty)"
     plugins = imgcore("plugins", cwd=tmp_path)
-    assert "imgcore.storage.plugin" in plugins.stdout and "imgcore_storage" in plugins.stdout
+    assert "file" in plugins.stdout and "imgcore_storage" in plugins.stdout
 
 
 @pytest.mark.parametrize("args", [["process"], ["status"], ["nonsense"]])

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from imgcore.compress import (
+from imgcore._compress import (
     ALLOWED_FORMATS,
     CompressedImage,
     CompressOptions,

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from imgcore.compress import (
+from imgcore._compress import (
     CompressOptions,
     InvalidOptionsError,
     ThumbnailOptions,

@@ -13,7 +13,7 @@ import psutil
 import pytest
 import sqlalchemy as sa
 from imgcore import Config, Engine
-from imgcore.db.tables import images, requests
+from imgcore._db.tables import images, requests
 from imgcore.states import RequestStatus
 from support.csvgen import PHOTOS
 from support.origin import OriginServer

@@ -12,8 +12,8 @@ import anyio
 import msgspec
 import pytest
 from imgcore import Config, CsvValidationError, Engine, RequestNotFoundError
+from imgcore._notify.webhook import WebhookURLError
 from imgcore.csvio import iter_products
-from imgcore.notify.webhook import WebhookURLError
 from imgcore.states import ImageStatus, RequestStatus
 from support.csvgen import PHOTOS, make_csv, photo_urls
 from support.origin import OriginServer
@@ -266,9 +266,9 @@ async def test_a_webhook_url_outside_the_allow_list_is_refused(engine: Engine) -
 async def test_image_ended_hook_sees_every_image_and_its_errors_are_contained(
     tmp_path: Path, origin: OriginServer
 ) -> None:
-    from imgcore.events import ImageEnded
+    from imgcore._plugins import create_plugin_manager
+    from imgcore.contracts import ImageEnded
     from imgcore.hookspecs import hookimpl
-    from imgcore.plugins import create_plugin_manager
 
     seen: list[ImageEnded] = []
 

@@ -14,7 +14,7 @@ from typing import Any
 import anyio
 import httpx
 import pytest
-from imgcore.fetch import (
+from imgcore._fetch import (
     BlockedAddressError,
     FetchedImage,
     Fetcher,
@@ -23,7 +23,7 @@ from imgcore.fetch import (
     guarded_client,
     parse_retry_after,
 )
-from imgcore.netguard import AllowList
+from imgcore._netguard import AllowList
 from support.origin import OriginHandler, OriginServer, gzip_bomb_parts
 
 pytestmark = pytest.mark.anyio

@@ -19,7 +19,7 @@ from typing import Any
 import anyio
 import pytest
 from imgcore import Config, Engine
-from imgcore.netguard import AllowList, BlockedAddressError, check_addresses, check_ip
+from imgcore._netguard import AllowList, BlockedAddressError, check_addresses, check_ip
 from imgcore.states import ImageStatus, RequestStatus
 from PIL import Image
 from support.csvgen import make_csv

@@ -5,7 +5,7 @@ from __future__ import annotations
 from ipaddress import ip_address
 
 import pytest
-from imgcore.netguard import (
+from imgcore._netguard import (
     AllowList,
     BlockedAddressError,
     FetchError,

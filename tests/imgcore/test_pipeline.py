@@ -8,8 +8,8 @@ from pathlib import Path
 
 import anyio
 import pytest
-from imgcore.compress import CompressOptions, ImageError
-from imgcore.pipeline import Compressor
+from imgcore._compress import CompressOptions, ImageError
+from imgcore._compression.pool import Compressor
 
 pytestmark = pytest.mark.anyio
 
@@ -77,7 +77,7 @@ def test_an_unknown_mode_is_refused() -> None:
 
 async def test_compression_workers_run_at_a_lower_priority(corpus_dir: Path) -> None:
     import psutil
-    from imgcore.tuning import WORKER_NICENESS
+    from imgcore._compression.tuning import WORKER_NICENESS
 
     compressor = Compressor(CompressOptions(), workers=1, mode="process")
     try:

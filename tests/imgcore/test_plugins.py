@@ -9,10 +9,10 @@ from pathlib import Path
 import pluggy
 import pytest
 from imgcore import hookspecs
+from imgcore._plugins import BUILTIN_PLUGINS, create_plugin_manager, describe_plugins
+from imgcore._storage.filesystem import FileStorage
 from imgcore.config import Config
 from imgcore.hookspecs import hookimpl
-from imgcore.plugins import BUILTIN_PLUGINS, create_plugin_manager, describe_plugins
-from imgcore.storage import FileStorage
 
 HOOKS = [
     name
@@ -54,21 +54,21 @@ def test_builtins_register_through_the_hooks() -> None:
 def test_describe_lists_each_plugins_hooks() -> None:
     pm = create_plugin_manager(environ={}, load_entrypoints=False)
     by_name = {info.name: info for info in describe_plugins(pm)}
-    assert by_name["imgcore.storage.plugin"].hooks == ("imgcore_storage",)
-    assert by_name["imgcore.executors.local"].builtin
+    assert by_name["file"].hooks == ("imgcore_storage",)
+    assert by_name["local"].builtin
 
 
 def test_a_plugin_can_be_disabled_by_environment() -> None:
     pm = create_plugin_manager(
-        environ={"IMGCORE_DISABLE_PLUGINS": "imgcore.notify.webhook"}, load_entrypoints=False
+        environ={"IMGCORE_DISABLE_PLUGINS": "webhook"}, load_entrypoints=False
     )
     assert pm.hook.imgcore_notifiers(config=Config()) == []
 
 
 def test_disabling_an_unknown_plugin_name_is_reported(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING, logger="imgcore.plugins"):
-        create_plugin_manager(environ={"IMGCORE_DISABLE_PLUGINS": "imgcore.notify.webhok"})
-    assert "imgcore.notify.webhok" in caplog.text
+        create_plugin_manager(environ={"IMGCORE_DISABLE_PLUGINS": "webhok"})
+    assert "webhok" in caplog.text
 
 
 def test_builtins_have_imgcores_version_and_no_distribution() -> None:
@@ -98,3 +98,10 @@ def test_an_extra_plugin_wins_for_its_scheme() -> None:
     pm = create_plugin_manager(environ={}, load_entrypoints=False, extra=[Memory()])
     assert pm.hook.imgcore_storage(url="mem:x", config=Config()) == "memory-backend"
     assert isinstance(pm.hook.imgcore_storage(url="file:m", config=Config()), FileStorage)
+
+
+def test_a_builtin_can_be_disabled_by_its_former_module_name() -> None:
+    pm = create_plugin_manager(
+        environ={"IMGCORE_DISABLE_PLUGINS": "imgcore.notify.webhook"}, load_entrypoints=False
+    )
+    assert pm.hook.imgcore_notifiers(config=Config()) == []

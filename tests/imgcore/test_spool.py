@@ -8,9 +8,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from imgcore.compress import CompressOptions, sniff_format
-from imgcore.pipeline import Compressor
-from imgcore.spool import KEEP_BYTES, Spool, run_spooled
+from imgcore._compress import CompressOptions, sniff_format
+from imgcore._compression.pool import Compressor
+from imgcore._compression.spool import KEEP_BYTES, Spool, run_spooled
 
 pytestmark = pytest.mark.anyio
 
@@ -81,7 +81,7 @@ def test_spools_of_dead_processes_are_swept_and_live_ones_kept(tmp_path: Path) -
 async def test_the_process_pool_compresses_through_the_spool_and_leaves_nothing(
     corpus_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("imgcore.spool.SHARED_MEMORY", tmp_path)
+    monkeypatch.setattr("imgcore._compression.spool.SHARED_MEMORY", tmp_path)
     photo = (corpus_dir / "img" / "s03_coffee.jpg").read_bytes()
     compressor = Compressor(CompressOptions(), workers=1, mode="process")
     try:

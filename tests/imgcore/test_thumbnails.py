@@ -8,9 +8,9 @@ from uuid import UUID, uuid4
 
 import pytest
 from imgcore import Engine, ImageNotFoundError
+from imgcore._thumbnails import thumbnail_key
 from imgcore.models import ImageInfo
 from imgcore.states import ImageStatus
-from imgcore.thumbnails import thumbnail_key
 from support.csvgen import make_csv
 from support.images import decode
 from support.origin import OriginServer

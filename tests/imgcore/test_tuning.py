@@ -6,12 +6,14 @@ import os
 import subprocess
 import sys
 
-from imgcore.tuning import IMAGE_MEMORY_CACHE
+from imgcore._compression.tuning import IMAGE_MEMORY_CACHE
 
 
 def test_malloc_arenas_can_be_capped_on_glibc() -> None:
     # In a child: the cap is process-wide and must not leak into the test run.
-    code = "from imgcore.tuning import limit_malloc_arenas; print(limit_malloc_arenas())"
+    code = (
+        "from imgcore._compression.tuning import limit_malloc_arenas; print(limit_malloc_arenas())"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     expected = "True" if sys.platform.startswith("linux") else "False"
     assert result.stdout.strip() == expected
@@ -19,7 +21,7 @@ def test_malloc_arenas_can_be_capped_on_glibc() -> None:
 
 def _blocks_in_a_fresh_process(env: dict[str, str]) -> tuple[int, int]:
     code = (
-        "from PIL import Image; from imgcore.tuning import cache_image_memory; "
+        "from PIL import Image; from imgcore._compression.tuning import cache_image_memory; "
         "before = Image.core.get_blocks_max(); print(before, cache_image_memory())"
     )
     out = subprocess.run(

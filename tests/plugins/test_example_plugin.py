@@ -18,10 +18,10 @@ import anyio
 import msgspec
 import pytest
 from imgcore import Engine
+from imgcore._plugins import create_plugin_manager, describe_plugins
 from imgcore.config import Config
-from imgcore.plugins import create_plugin_manager, describe_plugins
+from imgcore.plugin import Storage
 from imgcore.states import RequestStatus
-from imgcore.storage import Storage
 from imgcore_example_notifier import LOG_ENV, JsonLinesNotifier, MemoryStorage
 from support.csvgen import make_csv, photo_urls
 from support.origin import OriginServer

@@ -9,9 +9,9 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import imgcore_s3.plugin
 import pytest
+from imgcore._plugins import create_plugin_manager
 from imgcore.config import Config, ConfigError
-from imgcore.plugins import create_plugin_manager
-from imgcore.storage import Storage, StorageError
+from imgcore.plugin import Storage, StorageError
 from imgcore_s3 import CACHE_CONTROL, ObjectStorage, S3Settings
 from support.origin import OriginHandler, OriginServer
 

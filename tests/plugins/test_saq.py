@@ -13,8 +13,8 @@ from pathlib import Path
 import anyio
 import pytest
 from imgcore import Config, Engine
-from imgcore.db import repo
-from imgcore.pipeline import utcnow
+from imgcore._clock import utcnow
+from imgcore._db import repo
 from imgcore.states import RequestStatus
 from imgcore_saq import SaqExecutor
 from saq.job import TERMINAL_STATUSES, Job, Status

@@ -9,9 +9,9 @@ from uuid import UUID
 
 import pytest
 from imgcore import Config, Engine
-from imgcore.db import repo
-from imgcore.db.repo import ImageResult
-from imgcore.pipeline import utcnow
+from imgcore._clock import utcnow
+from imgcore._db import repo
+from imgcore._db.repo import ImageResult
 from imgcore.states import ImageStatus, RequestStatus
 from support.saq import image_rows, make_csv
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from imgcore import Engine, db
-from imgcore.db.tables import images, requests
+from imgcore._db.tables import images, requests
 
 from support.services import POSTGRES_URL, REDIS_URL, require, scratch_database
 

@@ -82,7 +82,7 @@ def scratch_database(url: str) -> Iterator[str]:
 
 async def migrate(url: str) -> None:
     """Run imgcore's migrations on ``url`` with a throwaway engine."""
-    from imgcore.db import create_engine, upgrade
+    from imgcore._db import create_engine, upgrade
 
     engine = create_engine(url)
     try:

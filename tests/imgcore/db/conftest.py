@@ -15,8 +15,8 @@ from uuid import UUID, uuid4
 
 import anyio
 import pytest
-from imgcore.db import create_engine, repo
-from imgcore.db.tables import metadata
+from imgcore._db import create_engine, repo
+from imgcore._db.tables import metadata
 from sqlalchemy.ext.asyncio import AsyncEngine
 from support.services import SERVERS, migrate, require, scratch_database
 
@@ -60,7 +60,7 @@ def empty_database_url(
 
 @pytest.fixture
 async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    """``imgcore.db.create_engine`` on the backend's database, its tables emptied first."""
+    """``imgcore._db.create_engine`` on the backend's database, its tables emptied first."""
     engine = create_engine(database_url)
     try:
         async with engine.begin() as conn:

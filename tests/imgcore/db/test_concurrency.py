@@ -15,9 +15,10 @@ from uuid import UUID
 import anyio
 import pytest
 import sqlalchemy as sa
-from imgcore.db import create_engine, reader, repo
-from imgcore.db.repo import Claim, ImageResult, Settlement
-from imgcore.db.tables import images, requests
+from imgcore._db import create_engine, reader, repo
+from imgcore._db.repo import ImageResult
+from imgcore._db.tables import images, requests
+from imgcore.contracts import Claim, Settlement
 from imgcore.states import ImageStatus, RequestStatus
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 

@@ -1,4 +1,4 @@
-"""The shipped Alembic migrations create exactly the schema in imgcore.db.tables."""
+"""The shipped Alembic migrations create exactly the schema in imgcore._db.tables."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from imgcore.db import create_engine, repo, upgrade
-from imgcore.db.migrate import alembic_config, current_revision, head_revision
-from imgcore.db.tables import metadata
+from imgcore._db import create_engine, repo, upgrade
+from imgcore._db.migrate import alembic_config, current_revision, head_revision
+from imgcore._db.tables import metadata
 from sqlalchemy.ext.asyncio import AsyncEngine
 from support.services import MYSQL_URL, require, scratch_database
 

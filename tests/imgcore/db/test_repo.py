@@ -1,4 +1,4 @@
-"""Every query of imgcore.db.repo, on SQLite, PostgreSQL and MariaDB/MySQL."""
+"""Every query of imgcore._db.repo, on SQLite, PostgreSQL and MariaDB/MySQL."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ from uuid import UUID, uuid4
 
 import pytest
 import sqlalchemy as sa
-from imgcore.db import reader, repo
-from imgcore.db.repo import Claim, DeliveryClaim, ImageResult, Settlement
-from imgcore.db.tables import deliveries, images, products, requests
+from imgcore._db import reader, repo
+from imgcore._db.repo import ImageResult
+from imgcore._db.tables import deliveries, images, products, requests
+from imgcore.contracts import Claim, DeliveryClaim, Settlement
 from imgcore.models import RequestInfo
 from imgcore.states import ImageStatus, RequestStatus
 from sqlalchemy.ext.asyncio import AsyncEngine

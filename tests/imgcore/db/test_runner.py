@@ -1,4 +1,4 @@
-"""imgcore.db.runner.Runner: whole transactions in one call, on every backend."""
+"""imgcore._db.runner.Runner: whole transactions in one call, on every backend."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from uuid import uuid4
 import anyio
 import pytest
 import sqlalchemy as sa
-from imgcore.db import create_engine, repo
-from imgcore.db.runner import Runner
-from imgcore.db.tables import requests
+from imgcore._db import create_engine, repo
+from imgcore._db.runner import Runner
+from imgcore._db.tables import requests
 from imgcore.models import RequestInfo
 from sqlalchemy.ext.asyncio import AsyncEngine
 

@@ -15,12 +15,12 @@ from uuid import UUID
 import anyio
 import pytest
 from imgcore import Config, Engine
+from imgcore._plugins import create_plugin_manager
 from imgcore.config import Config as ConfigType
-from imgcore.db.repo import DeliveryClaim, Settlement
+from imgcore.contracts import DeliveryClaim, Settlement
 from imgcore.hookspecs import hookimpl
 from imgcore.models import DeliveryInfo
-from imgcore.notify import DeliveryOutcome, Notifier
-from imgcore.plugins import create_plugin_manager
+from imgcore.plugin import DeliveryOutcome, Notifier
 from imgcore.states import RequestStatus
 from standardwebhooks import Webhook
 from support.csvgen import make_csv, photo_urls

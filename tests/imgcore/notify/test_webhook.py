@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 import pytest
+from imgcore._notify.webhook import USER_AGENT, WebhookNotifier, sign
 from imgcore.config import Config, ConfigError
-from imgcore.db.repo import DeliveryClaim, Settlement
-from imgcore.notify import Notifier
-from imgcore.notify.webhook import USER_AGENT, WebhookNotifier, sign
+from imgcore.contracts import DeliveryClaim, Settlement
+from imgcore.plugin import Notifier
 from imgcore.states import RequestStatus
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError

@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from imgcore.storage import FileStorage, StorageError
-from imgcore.storage.filesystem import check_key
+from imgcore._storage.filesystem import FileStorage
+from imgcore.contracts import check_key
+from imgcore.errors import StorageError
 
 pytestmark = pytest.mark.anyio
 
@@ -132,7 +133,7 @@ def test_a_process_killed_mid_write_leaves_no_file(tmp_path: Path) -> None:
     root = tmp_path / "media"
     script = (
         "import anyio, sys\n"
-        "from imgcore.storage import FileStorage\n"
+        "from imgcore._storage.filesystem import FileStorage\n"
         "s = FileStorage(sys.argv[1], 'http://x')\n"
         "print('go', flush=True)\n"
         "anyio.run(lambda: s.put('big/file.bin', b'x' * 1_000_000_000, content_type='x'))\n"

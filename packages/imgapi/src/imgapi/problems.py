@@ -14,10 +14,10 @@ from typing import Any
 from urllib.parse import quote
 
 import msgspec
+from imgcore._notify.webhook import WebhookURLError
 from imgcore.csvio import CsvIssue, CsvValidationError
 from imgcore.engine import RequestNotFoundError
 from imgcore.errors import ImgcoreError
-from imgcore.notify.webhook import WebhookURLError
 from litestar import Request, Response
 from litestar.datastructures import ResponseHeader
 from litestar.exceptions import HTTPException, ValidationException

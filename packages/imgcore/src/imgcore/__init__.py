@@ -3,7 +3,7 @@
 The public API is re-exported here; submodules load on first use so that ``import imgcore``
 (and every compression worker process) stays cheap. The ``compress`` function is not
 re-exported because the submodule of the same name would shadow it: use
-``from imgcore.compress import compress``.
+``from imgcore._compress import compress``.
 """
 
 from __future__ import annotations
@@ -14,20 +14,20 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from imgcore.compress import CompressedImage, CompressOptions, ImageError
+    from imgcore._compress import CompressedImage, CompressOptions, ImageError
+    from imgcore._fetch import Fetcher, FetchError, FetchOptions
     from imgcore.config import Config, ConfigError
     from imgcore.csvio import CsvIssue, CsvLimits, CsvValidationError
     from imgcore.engine import Engine, ImageNotFoundError, RequestNotFoundError
     from imgcore.errors import ImgcoreError
-    from imgcore.fetch import Fetcher, FetchError, FetchOptions
     from imgcore.hookspecs import hookimpl
     from imgcore.models import ImageInfo, ProductInfo, RequestInfo
     from imgcore.states import ImageStatus, RequestStatus
 
 _EXPORTS = {
-    "CompressOptions": "imgcore.compress",
-    "CompressedImage": "imgcore.compress",
-    "ImageError": "imgcore.compress",
+    "CompressOptions": "imgcore._compress",
+    "CompressedImage": "imgcore._compress",
+    "ImageError": "imgcore._compress",
     "Config": "imgcore.config",
     "ConfigError": "imgcore.config",
     "CsvIssue": "imgcore.csvio",
@@ -37,9 +37,9 @@ _EXPORTS = {
     "ImageNotFoundError": "imgcore.engine",
     "RequestNotFoundError": "imgcore.engine",
     "ImgcoreError": "imgcore.errors",
-    "FetchError": "imgcore.fetch",
-    "FetchOptions": "imgcore.fetch",
-    "Fetcher": "imgcore.fetch",
+    "FetchError": "imgcore._fetch",
+    "FetchOptions": "imgcore._fetch",
+    "Fetcher": "imgcore._fetch",
     "hookimpl": "imgcore.hookspecs",
     "ImageInfo": "imgcore.models",
     "ProductInfo": "imgcore.models",

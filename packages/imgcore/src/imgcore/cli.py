@@ -16,10 +16,10 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from imgcore import __version__
+from imgcore._compression.tuning import limit_malloc_arenas
 from imgcore.config import Config
 from imgcore.csvio import CsvValidationError
 from imgcore.errors import ImgcoreError
-from imgcore.tuning import limit_malloc_arenas
 
 __all__ = ["main"]
 
@@ -111,7 +111,7 @@ async def _dispatch(args: argparse.Namespace) -> int:
 
 
 async def _process(args: argparse.Namespace) -> int:
-    from imgcore.process import ProcessSummary, process_csv
+    from imgcore._offline import ProcessSummary, process_csv
 
     config = Config.from_env()
     changes: dict[str, object] = {"fetch_allow": (*config.fetch_allow, *args.allow)}
@@ -170,7 +170,7 @@ def _size(n: int) -> str:
 
 
 def _plugins() -> int:
-    from imgcore.plugins import create_plugin_manager, describe_plugins
+    from imgcore._plugins import create_plugin_manager, describe_plugins
 
     for info in describe_plugins(create_plugin_manager()):
         kind = "builtin" if info.builtin else (info.version or "")
@@ -179,8 +179,8 @@ def _plugins() -> int:
 
 
 async def _db(args: argparse.Namespace) -> int:
-    from imgcore import db
-    from imgcore.db.migrate import current_revision, head_revision
+    from imgcore import _db as db
+    from imgcore._db.migrate import current_revision, head_revision
 
     engine = db.create_engine(Config.from_env().database_url)
     try:

@@ -15,9 +15,9 @@ import msgspec
 from imgcore.errors import ImgcoreError
 
 if TYPE_CHECKING:
-    from imgcore.compress import CompressOptions
+    from imgcore._compress import CompressOptions
+    from imgcore._fetch import FetchOptions
     from imgcore.csvio import CsvLimits
-    from imgcore.fetch import FetchOptions
 
 __all__ = ["ENV_PREFIX", "Config", "ConfigError", "env_name"]
 
@@ -178,7 +178,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
 
     def compress_options(self) -> CompressOptions:
         """The compression settings this config sets."""
-        from imgcore.compress import CompressOptions
+        from imgcore._compress import CompressOptions
 
         return CompressOptions(
             quality=self.quality,
@@ -194,7 +194,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
 
     def fetch_options(self) -> FetchOptions:
         """The downloader settings this config sets."""
-        from imgcore.fetch import FetchOptions
+        from imgcore._fetch import FetchOptions
 
         return FetchOptions(
             allow=self.fetch_allow,

@@ -19,25 +19,25 @@ import msgspec
 import pluggy
 import sqlalchemy as sa
 
-from imgcore import db
+from imgcore import _db as db
+from imgcore._clock import utcnow
+from imgcore._compression.pool import Compressor
+from imgcore._db import repo
+from imgcore._db.connect import is_sqlite, normalize_url
+from imgcore._db.migrate import current_revision, head_revision
+from imgcore._db.runner import Runner
+from imgcore._db.session import connection, transaction
+from imgcore._fetch import Fetcher
+from imgcore._notify.dispatcher import Dispatcher
+from imgcore._pipeline import Pipeline
+from imgcore._plugins import create_plugin_manager
+from imgcore._thumbnails import Thumbnails
 from imgcore.config import Config, ConfigError
+from imgcore.contracts import Executor, Notifier, Storage
 from imgcore.csvio import CsvHeader, CsvParser, OutputRow, Product, write_output_csv
-from imgcore.db import repo
-from imgcore.db.connect import is_sqlite, normalize_url
-from imgcore.db.migrate import current_revision, head_revision
-from imgcore.db.runner import Runner
-from imgcore.db.session import connection, transaction
-from imgcore.errors import ImgcoreError
-from imgcore.executors.base import Executor
-from imgcore.fetch import Fetcher
+from imgcore.errors import ImageNotFoundError, RequestNotFoundError
 from imgcore.models import DeliveryInfo, ProductInfo, ProductProgress, RequestInfo
-from imgcore.notify.base import Notifier
-from imgcore.notify.dispatcher import Dispatcher
-from imgcore.pipeline import Compressor, Pipeline, utcnow
-from imgcore.plugins import create_plugin_manager
 from imgcore.states import ImageStatus
-from imgcore.storage.base import Storage
-from imgcore.thumbnails import Thumbnails
 
 __all__ = ["Engine", "ImageNotFoundError", "RequestNotFoundError"]
 
@@ -55,25 +55,6 @@ SPOOL_IN_MEMORY = 8 * 1024 * 1024
 OUTPUT_PAGE = 1000
 # Pages up to this many products are short reads (see Runner.read): a few milliseconds.
 SHORT_PAGE = 100
-
-
-class RequestNotFoundError(ImgcoreError):
-    """No request has this id."""
-
-    reason = "not_found"
-
-    def __init__(self, request_id: object) -> None:
-        super().__init__(f"no request with id {request_id}")
-        self.request_id = request_id
-
-
-class ImageNotFoundError(RequestNotFoundError):
-    """The request (if there is one) has no done image with this id."""
-
-    def __init__(self, request_id: object, image_id: int) -> None:
-        super().__init__(request_id)
-        self.args = (f"no done image {image_id} in request {request_id}",)
-        self.image_id = image_id
 
 
 def _worker_name() -> str:
@@ -288,7 +269,7 @@ class Engine:
 
     async def validate_webhook_url(self, url: str) -> None:
         """Raise when ``url`` is not an http(s) URL the notifier would be allowed to call."""
-        from imgcore.notify.webhook import validate_webhook_url
+        from imgcore._notify.webhook import validate_webhook_url
 
         await validate_webhook_url(url, allow=self.config.fetch_allow)
 
@@ -414,7 +395,7 @@ class Engine:
         return data
 
     async def list_requests(self, **filters: Any) -> tuple[list[RequestInfo], int]:
-        """Requests newest first (see :func:`imgcore.db.repo.list_requests` for filters)."""
+        """Requests newest first (see :func:`imgcore._db.repo.list_requests` for filters)."""
         async with connection(self.reader) as conn:
             return await repo.list_requests(conn, **filters)
 

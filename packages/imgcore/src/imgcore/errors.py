@@ -1,6 +1,13 @@
-"""The base of every exception imgcore raises on purpose."""
+"""Every exception imgcore raises on purpose, each with a machine-readable ``reason``."""
 
 from __future__ import annotations
+
+__all__ = [
+    "ImageNotFoundError",
+    "ImgcoreError",
+    "RequestNotFoundError",
+    "StorageError",
+]
 
 
 class ImgcoreError(Exception):
@@ -21,3 +28,32 @@ class ImgcoreError(Exception):
     def message(self) -> str:
         """The human-readable message."""
         return str(self.args[0]) if self.args else ""
+
+
+class StorageError(ImgcoreError):
+    """A storage operation failed (``transient`` when retrying may help)."""
+
+    reason = "storage_error"
+
+    def __init__(self, message: str, *, transient: bool = True) -> None:
+        super().__init__(message)
+        self.transient = transient
+
+
+class RequestNotFoundError(ImgcoreError):
+    """No request has this id."""
+
+    reason = "not_found"
+
+    def __init__(self, request_id: object) -> None:
+        super().__init__(f"no request with id {request_id}")
+        self.request_id = request_id
+
+
+class ImageNotFoundError(RequestNotFoundError):
+    """The request (if there is one) has no done image with this id."""
+
+    def __init__(self, request_id: object, image_id: int) -> None:
+        super().__init__(request_id)
+        self.args = (f"no done image {image_id} in request {request_id}",)
+        self.image_id = image_id

@@ -16,11 +16,8 @@ import pluggy
 
 if TYPE_CHECKING:
     from imgcore.config import Config
+    from imgcore.contracts import Executor, ImageEnded, Notifier, Storage
     from imgcore.engine import Engine
-    from imgcore.events import ImageEnded
-    from imgcore.executors.base import Executor
-    from imgcore.notify.base import Notifier
-    from imgcore.storage.base import Storage
 
 PROJECT = "imgcore"
 
@@ -39,9 +36,9 @@ def imgcore_storage(url: str, config: Config) -> Storage | None:
     quickly, without I/O, for any scheme that is not yours. Raise
     :class:`imgcore.config.ConfigError` for a URL of your scheme that cannot work.
 
-    The backend implements :class:`imgcore.storage.Storage`: ``put`` is atomic and replaces
+    The backend implements :class:`imgcore._storage.Storage`: ``put`` is atomic and replaces
     (images are re-processed after a crash), ``get`` raises ``KeyError`` for a missing key,
-    failures raise :class:`imgcore.storage.StorageError` with ``transient`` telling whether
+    failures raise :class:`imgcore._storage.StorageError` with ``transient`` telling whether
     the image should be tried again, ``url_for`` is synchronous and cheap (it runs for every
     image listed in a status or output CSV) and ``aclose`` is called when the Engine closes.
     Settings of your own come from environment variables named after your plugin.
@@ -53,7 +50,7 @@ def imgcore_executor(name: str, engine: Engine) -> Executor | None:
     """Return the executor called ``name`` if this plugin provides it, else ``None``.
 
     ``name`` is the configured ``IMGCORE_EXECUTOR`` (``local``, ``saq``…). The executor
-    implements :class:`imgcore.executors.Executor` and processes images through
+    implements :class:`imgcore._executors.Executor` and processes images through
     ``engine.pipeline``; the database stays the truth about every image's status.
     """
 
@@ -62,7 +59,7 @@ def imgcore_executor(name: str, engine: Engine) -> Executor | None:
 def imgcore_notifiers(config: Config) -> list[Notifier]:  # type: ignore[empty-body]
     """Return the notifiers this plugin adds (may be empty, e.g. when it is not configured).
 
-    Called once per Engine. Each notifier implements :class:`imgcore.notify.Notifier` and
+    Called once per Engine. Each notifier implements :class:`imgcore._notify.Notifier` and
     has a ``name`` unique among loaded notifiers and stable across versions (it is stored).
     When a request reaches ``Completed`` or ``Failed``, each notifier is asked (its
     ``target`` method) whether it wants to hear about it; every yes is recorded as a

@@ -9,7 +9,7 @@ from typing import Any
 
 import anyio
 import msgspec
-from imgcore.notify import DeliveryClaim, DeliveryOutcome, Settlement
+from imgcore.plugin import DeliveryClaim, DeliveryOutcome, Settlement
 
 __all__ = ["LOG_ENV", "JsonLinesNotifier"]
 

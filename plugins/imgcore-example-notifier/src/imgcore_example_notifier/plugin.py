@@ -12,8 +12,7 @@ import os
 
 from imgcore.config import Config
 from imgcore.hookspecs import hookimpl
-from imgcore.notify import Notifier
-from imgcore.storage import Storage
+from imgcore.plugin import Notifier, Storage
 
 from imgcore_example_notifier.notifier import LOG_ENV, JsonLinesNotifier
 from imgcore_example_notifier.storage import MemoryStorage

@@ -6,8 +6,7 @@ from collections.abc import AsyncIterator
 from typing import ClassVar
 from urllib.parse import quote
 
-from imgcore.storage import StorageError
-from imgcore.storage.filesystem import safe_key
+from imgcore.plugin import StorageError, safe_key
 
 __all__ = ["MemoryStorage"]
 

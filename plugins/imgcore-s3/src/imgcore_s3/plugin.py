@@ -7,7 +7,7 @@ from urllib.parse import urlsplit
 
 from imgcore.config import Config
 from imgcore.hookspecs import hookimpl
-from imgcore.storage import Storage
+from imgcore.plugin import Storage
 
 from imgcore_s3.storage import SCHEMES, ObjectStorage, S3Settings
 

@@ -11,8 +11,7 @@ from urllib.parse import quote
 import msgspec
 import obstore
 from imgcore.config import ConfigError
-from imgcore.storage import StorageError
-from imgcore.storage.filesystem import safe_key
+from imgcore.plugin import StorageError, safe_key
 from obstore.exceptions import (
     AlreadyExistsError,
     InvalidPathError,

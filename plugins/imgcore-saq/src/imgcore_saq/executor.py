@@ -24,8 +24,8 @@ import anyio
 import anyio.abc
 import sqlalchemy as sa
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
-from imgcore.db import repo
-from imgcore.pipeline import utcnow
+from imgcore._clock import utcnow
+from imgcore._db import repo
 from saq.job import TERMINAL_STATUSES, Job
 from saq.queue import Queue
 from saq.types import Context, PartialTimersDict
@@ -35,7 +35,7 @@ from imgcore_saq.queues import open_queue
 from imgcore_saq.settings import SaqSettings
 
 if TYPE_CHECKING:
-    from imgcore.db.repo import Claim
+    from imgcore.contracts import Claim
     from imgcore.engine import Engine
 
 __all__ = ["JOB_FUNCTION", "SaqExecutor"]

@@ -10,10 +10,10 @@ import anyio
 import msgspec
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from imgcore.db import repo
-from imgcore.db.repo import AdminUser
+from imgcore._clock import utcnow
+from imgcore._db import repo
+from imgcore._db.repo import AdminUser
 from imgcore.errors import ImgcoreError
-from imgcore.pipeline import utcnow
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 __all__ = [

@@ -8,9 +8,9 @@ import stat
 from typing import Annotated, Any
 
 import anyio
+from imgcore._storage.filesystem import FileStorage
 from imgcore.engine import Engine
-from imgcore.storage.base import StorageError
-from imgcore.storage.filesystem import FileStorage
+from imgcore.errors import StorageError
 from litestar import Response, get
 from litestar.datastructures import ETag
 from litestar.di import NamedDependency

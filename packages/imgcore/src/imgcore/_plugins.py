@@ -1,6 +1,6 @@
 """The plugin manager: built-in plugins, then the ``imgcore`` entry points.
 
-A built-in plugin is named after its module (``imgcore.notify.webhook``); a plugin installed
+A built-in plugin has a short name (``webhook``, ``file``, ``local``); a plugin installed
 through an entry point is named after the entry point (``s3`` for
 ``[project.entry-points.imgcore] s3 = "imgcore_s3.plugin"``), as pluggy registers it.
 ``IMGCORE_DISABLE_PLUGINS`` (comma-separated names, as ``imgcore plugins`` lists them) keeps
@@ -33,12 +33,19 @@ DISABLE_ENV = "IMGCORE_DISABLE_PLUGINS"
 
 log = logging.getLogger("imgcore.plugins")
 
-BUILTIN_PLUGINS: tuple[str, ...] = (
-    "imgcore.storage.plugin",
-    "imgcore.notify.webhook",
-    "imgcore.executors.local",
-)
-"""imgcore's own plugins, registered through the same hooks as third-party ones."""
+BUILTIN_PLUGINS: dict[str, str] = {
+    "file": "imgcore._storage.plugin",
+    "webhook": "imgcore._notify.webhook",
+    "local": "imgcore._executors.local",
+}
+"""imgcore's own plugins by name, registered through the same hooks as third-party ones."""
+
+# The names built-ins had while they were public modules: still accepted by DISABLE_ENV.
+_FORMER_NAMES = {
+    "imgcore.storage.plugin": "file",
+    "imgcore.notify.webhook": "webhook",
+    "imgcore.executors.local": "local",
+}
 
 
 class PluginInfo(msgspec.Struct, frozen=True, kw_only=True):
@@ -59,14 +66,18 @@ def create_plugin_manager(
 ) -> pluggy.PluginManager:
     """A plugin manager with imgcore's hookspecs, its built-ins and the installed plugins."""
     env = os.environ if environ is None else environ
-    disabled = {name.strip() for name in env.get(DISABLE_ENV, "").split(",") if name.strip()}
+    disabled = {
+        _FORMER_NAMES.get(name.strip(), name.strip())
+        for name in env.get(DISABLE_ENV, "").split(",")
+        if name.strip()
+    }
     pm = pluggy.PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
     for name in disabled:
         pm.set_blocked(name)
-    for module_name in BUILTIN_PLUGINS:
-        if module_name not in disabled:
-            pm.register(importlib.import_module(module_name), name=module_name)
+    for name, module_name in BUILTIN_PLUGINS.items():
+        if name not in disabled:
+            pm.register(importlib.import_module(module_name), name=name)
     if load_entrypoints:
         pm.load_setuptools_entrypoints(hookspecs.PROJECT)
         unknown = disabled - set(BUILTIN_PLUGINS) - _entry_point_names()

@@ -19,7 +19,8 @@ import msgspec
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from imgcore.db.tables import deliveries, images, products, requests
+from imgcore._db.tables import deliveries, images, products, requests
+from imgcore.contracts import Claim, DeliveryClaim, Settlement
 from imgcore.models import (
     DeliveryInfo,
     ImageInfo,
@@ -69,15 +70,6 @@ _R = requests.c
 _D = deliveries.c
 
 
-class Claim(msgspec.Struct, frozen=True, kw_only=True):
-    """An image this worker now holds a lease on."""
-
-    id: int
-    request_id: UUID
-    url: str
-    attempts: int
-
-
 class ImageResult(msgspec.Struct, frozen=True, kw_only=True):
     """What processing one image produced, stored when it ends."""
 
@@ -94,31 +86,6 @@ class ImageResult(msgspec.Struct, frozen=True, kw_only=True):
     output_height: int | None = None
     input_format: str | None = None
     output_format: str | None = None
-
-
-class Settlement(msgspec.Struct, frozen=True, kw_only=True):
-    """A request that has just reached its terminal status (exactly once per finish)."""
-
-    request_id: UUID
-    status: RequestStatus
-    webhook_url: str | None
-    total: int
-    done: int
-    failed: int
-
-
-class DeliveryClaim(msgspec.Struct, frozen=True, kw_only=True):
-    """A notification this worker now holds a lease on."""
-
-    id: int
-    request_id: UUID
-    message_id: str
-    notifier: str
-    event: str
-    target: str | None
-    payload: dict[str, Any]
-    attempts: int
-    created_at: datetime
 
 
 # -- submitting ---------------------------------------------------------------------------------
@@ -925,7 +892,7 @@ class AdminUser(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def _admin_users() -> sa.Table:
-    from imgcore.db.tables import admin_users
+    from imgcore._db.tables import admin_users
 
     return admin_users
 

@@ -2,146 +2,37 @@
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import logging
-import multiprocessing
-import os
 import random
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
-from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from datetime import timedelta
+from typing import Any
 
-import anyio
 import pluggy
 import sqlalchemy as sa
 
-from imgcore.compress import (
-    CompressedImage,
-    CompressOptions,
-    ImageError,
-    compress,
-    sniff_format,
-)
+from imgcore._clock import utcnow
+from imgcore._compress import ImageError
+from imgcore._compression.pool import Compressor
+from imgcore._db import repo
+from imgcore._db.repo import ImageResult
+from imgcore._db.runner import Runner
+from imgcore._fetch import Fetcher, FetchError
+from imgcore._thumbnails import THUMBNAIL_EXTENSION
 from imgcore.config import Config
-from imgcore.db import repo
-from imgcore.db.repo import Claim, ImageResult, Settlement
-from imgcore.db.runner import Runner
-from imgcore.events import ImageEnded
-from imgcore.fetch import Fetcher, FetchError
-from imgcore.notify.base import Notifier
-from imgcore.spool import Spool, run_spooled
+from imgcore.contracts import Claim, ImageEnded, Notifier, Settlement, Storage, image_key
+from imgcore.errors import StorageError
 from imgcore.states import ImageStatus
-from imgcore.storage.base import Storage, StorageError, image_key
-from imgcore.thumbnails import THUMBNAIL_EXTENSION
-from imgcore.tuning import compression_worker_init
 
-__all__ = ["Compressor", "Pipeline", "storage_key", "utcnow"]
+__all__ = ["Pipeline", "storage_key"]
 
 log = logging.getLogger("imgcore.pipeline")
 
-T = TypeVar("T")
-
-
-def utcnow() -> datetime:
-    """The current time, timezone-aware UTC."""
-    return datetime.now(UTC)
-
-
-class Compressor:
-    """Runs :func:`imgcore.compress.compress` on every core.
-
-    ``mode="process"``: a pool of worker processes (started with ``spawn``, never forked
-    from a process with running threads); a worker that dies — a decoder crash, the OOM
-    killer — fails only the images handed to the pool, and the pool is rebuilt. Bodies reach
-    the workers through a :class:`imgcore.spool.Spool` where the system has one.
-    ``mode="thread"``: worker threads in this process (Pillow releases the GIL while it
-    decodes and encodes, but downloads and database work compete for it).
-    """
-
-    def __init__(
-        self,
-        options: CompressOptions,
-        *,
-        workers: int,
-        mode: str = "process",
-    ) -> None:
-        if mode not in ("process", "thread"):
-            raise ValueError(f"unknown compress mode {mode!r}")
-        self.options = options
-        self.workers = workers
-        self.mode = mode
-        # Processes: one image queued behind each worker's, so none waits for the next.
-        self._limiter = anyio.CapacityLimiter(workers if mode == "thread" else 2 * workers)
-        self._pool: ProcessPoolExecutor | None = None
-        self._spool: Spool | None = None
-
-    def start(self) -> None:
-        """Start the worker processes now, so that the first image does not wait for them."""
-        if self.mode == "process":
-            pool = self._process_pool()
-            # The pool starts a process per task submitted while none is idle.
-            for _ in range(self.workers):
-                pool.submit(sniff_format, b"")
-
-    async def __call__(self, data: bytes) -> CompressedImage:
-        """Compress ``data`` on a worker; raises :class:`imgcore.compress.ImageError`."""
-        return await self._run(compress, data, self.options)
-
-    async def _run(
-        self, function: Callable[[bytes, CompressOptions], T], data: bytes, options: CompressOptions
-    ) -> T:
-        if self.mode == "thread":
-            return await anyio.to_thread.run_sync(function, data, options, limiter=self._limiter)
-        async with self._limiter:
-            pool = self._process_pool()
-            spool = self._spool
-            spooled = spool.write(data) if spool is not None else None
-            try:
-                if spooled is None:
-                    return await asyncio.wrap_future(pool.submit(function, data, options))
-                return await asyncio.wrap_future(
-                    pool.submit(run_spooled, function, spooled, len(data), options)
-                )
-            except BrokenProcessPool:
-                if self._pool is pool:
-                    self._pool = None
-                    pool.shutdown(wait=False, cancel_futures=True)
-                raise ImageError(
-                    "the compression worker died on this image", reason="worker_crashed"
-                ) from None
-            finally:
-                if spool is not None and spooled is not None:
-                    spool.release(spooled)
-
-    def _process_pool(self) -> ProcessPoolExecutor:
-        if self._pool is None:
-            # Looked for with the pool, not per image: where there is no spool, it stays None.
-            if self._spool is None:
-                self._spool = Spool.open()
-            self._pool = ProcessPoolExecutor(
-                max_workers=self.workers,
-                mp_context=multiprocessing.get_context("spawn"),
-                initializer=compression_worker_init,
-                initargs=(os.getpid(),),
-            )
-        return self._pool
-
-    def close(self) -> None:
-        """Stop the worker processes, if any, and remove their spool."""
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = None
-        if self._spool is not None:
-            self._spool.close()
-            self._spool = None
-
 
 def storage_key(claim: Claim, extension: str) -> str:
-    """Where a claimed image's output lives (see :func:`imgcore.storage.base.image_key`)."""
+    """Where a claimed image's output lives (see :func:`imgcore.contracts.image_key`)."""
     return image_key(claim.request_id, claim.id, extension)
 
 

@@ -101,7 +101,7 @@ def sqlite_file_engine(
     aiosqlite runs each driver call on its own thread, and every call is a round trip
     between threads that costs far more than the query. The hot transactions (status reads,
     claiming and finishing images) run whole on this engine in one worker thread instead
-    (see :class:`imgcore.db.runner.Runner`). Connections that only read must be given the
+    (see :class:`imgcore._db.runner.Runner`). Connections that only read must be given the
     :data:`READ_ONLY` option. In-memory databases cannot be shared with a second engine, so
     they have none. ``busy_timeout_ms``: how long a statement waits for a locked file.
     """

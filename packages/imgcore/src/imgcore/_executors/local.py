@@ -13,12 +13,12 @@ from uuid import UUID
 import anyio
 import anyio.abc
 
-from imgcore.db import repo
+from imgcore._clock import utcnow
+from imgcore._db import repo
 from imgcore.hookspecs import hookimpl
-from imgcore.pipeline import utcnow
 
 if TYPE_CHECKING:
-    from imgcore.db.repo import Claim
+    from imgcore.contracts import Claim
     from imgcore.engine import Engine
 
 __all__ = ["LocalExecutor"]

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
+from imgcore._storage.filesystem import FileStorage
 from imgcore.config import Config
+from imgcore.contracts import Storage
 from imgcore.hookspecs import hookimpl
-from imgcore.storage.base import Storage
-from imgcore.storage.filesystem import FileStorage
 
 
 @hookimpl

@@ -8,11 +8,10 @@ from datetime import timedelta
 import anyio
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from imgcore.db import repo
-from imgcore.db.repo import DeliveryClaim
-from imgcore.db.session import transaction
-from imgcore.notify.base import DeliveryOutcome, Notifier
-from imgcore.pipeline import utcnow
+from imgcore._clock import utcnow
+from imgcore._db import repo
+from imgcore._db.session import transaction
+from imgcore.contracts import DeliveryClaim, DeliveryOutcome, Notifier
 
 __all__ = ["Dispatcher"]
 

@@ -1,13 +1,13 @@
-"""Alembic environment: runs on the connection imgcore hands over (see imgcore.db.migrate)."""
+"""Alembic environment: runs on the connection imgcore hands over (see imgcore._db.migrate)."""
 
 from __future__ import annotations
 
 from alembic import context
-from imgcore.db.tables import metadata
+from imgcore._db.tables import metadata
 
 connection = context.config.attributes.get("connection")
 if connection is None:
-    raise RuntimeError("run migrations through `imgcore db upgrade` or imgcore.db.migrate")
+    raise RuntimeError("run migrations through `imgcore db upgrade` or imgcore._db.migrate")
 
 context.configure(
     connection=connection,

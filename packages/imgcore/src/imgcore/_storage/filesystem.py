@@ -10,31 +10,10 @@ from urllib.parse import quote, unquote, urlsplit
 
 import anyio
 
-from imgcore.storage.base import StorageError
+from imgcore.contracts import check_key, safe_key
+from imgcore.errors import StorageError
 
-__all__ = ["FileStorage", "check_key", "safe_key"]
-
-
-def safe_key(key: str) -> PurePosixPath:
-    """Validate a storage key: relative, ``/``-separated, no ``..``, no empty or hidden parts."""
-    check_key(key)
-    return PurePosixPath(key)
-
-
-def check_key(key: str) -> None:
-    """:func:`safe_key` without building a path (output URLs are made for every status read)."""
-    # An empty part is a leading, trailing or doubled "/"; "." and ".." and hidden names are
-    # the parts that start with ".", at the start of the key or after a "/".
-    if (
-        not key
-        or key[0] in "/."
-        or key[-1] == "/"
-        or "//" in key
-        or "/." in key
-        or "\\" in key
-        or "\x00" in key
-    ):
-        raise StorageError(f"invalid storage key: {key!r}", transient=False)
+__all__ = ["FileStorage"]
 
 
 def _write_atomically(path: Path, data: bytes) -> None:

@@ -20,13 +20,12 @@ import httpx
 import msgspec
 
 from imgcore import __version__
+from imgcore._fetch import guarded_client
+from imgcore._netguard import AllowList, BlockedAddressError, FetchError, resolve_checked
 from imgcore.config import Config, ConfigError
-from imgcore.db.repo import DeliveryClaim, Settlement
+from imgcore.contracts import DeliveryClaim, DeliveryOutcome, Notifier, Settlement
 from imgcore.errors import ImgcoreError
-from imgcore.fetch import guarded_client
 from imgcore.hookspecs import hookimpl
-from imgcore.netguard import AllowList, BlockedAddressError, FetchError, resolve_checked
-from imgcore.notify.base import DeliveryOutcome, Notifier
 
 __all__ = ["USER_AGENT", "WebhookNotifier", "WebhookURLError", "sign", "validate_webhook_url"]
 

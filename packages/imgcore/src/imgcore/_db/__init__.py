@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from imgcore.db.connect import create_engine, reader
-from imgcore.db.migrate import upgrade
+from imgcore._db.connect import create_engine, reader
+from imgcore._db.migrate import upgrade
 
 __all__ = ["create_engine", "reader", "upgrade"]

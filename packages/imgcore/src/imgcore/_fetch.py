@@ -3,7 +3,7 @@
 aiohttp rather than httpx for images: its C parser reads an 850 KiB photograph for about
 an eighth of the CPU (docs/performance.md), and downloads share the cores with
 compression. The guard has two parts. Host names go through the connector's resolver,
-which checks every address with :mod:`imgcore.netguard` and hands the connector only
+which checks every address with :mod:`imgcore._netguard` and hands the connector only
 addresses it checked, so a DNS answer cannot change between the check and the connection.
 IP literals, which aiohttp connects to without resolving, are checked here before each hop,
 and legacy spellings (``2130706433``, ``0x7f.1``, ``127.1``) are refused as invalid URLs.
@@ -37,8 +37,8 @@ import msgspec
 from yarl import URL
 
 from imgcore import __version__
-from imgcore.compress import sniff_format
-from imgcore.netguard import (
+from imgcore._compress import sniff_format
+from imgcore._netguard import (
     AllowList,
     BlockedAddressError,
     FetchError,

@@ -10,7 +10,9 @@ from pathlib import Path
 import anyio
 import msgspec
 
-from imgcore.compress import CompressOptions, ImageError
+from imgcore._compress import CompressOptions, ImageError
+from imgcore._compression.pool import Compressor
+from imgcore._fetch import Fetcher, FetchError, FetchOptions
 from imgcore.csvio import (
     CsvHeader,
     CsvLimits,
@@ -20,8 +22,6 @@ from imgcore.csvio import (
     iter_products,
     write_output_csv,
 )
-from imgcore.fetch import Fetcher, FetchError, FetchOptions
-from imgcore.pipeline import Compressor
 
 __all__ = ["ImageFailure", "ProcessSummary", "process_csv"]
 

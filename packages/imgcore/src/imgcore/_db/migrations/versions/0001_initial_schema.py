@@ -19,7 +19,7 @@ down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-# imgcore.db.tables' UTCDateTime, BigId and MySQL table options, spelt out so that this
+# imgcore._db.tables' UTCDateTime, BigId and MySQL table options, spelt out so that this
 # revision keeps creating the same schema whatever later versions of that module do.
 UTCDateTime = sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
 BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")

@@ -11,8 +11,8 @@ import anyio.to_thread
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from imgcore.db.connect import READ_ONLY, reader, sqlite_file_engine
-from imgcore.db.session import connection, transaction
+from imgcore._db.connect import READ_ONLY, reader, sqlite_file_engine
+from imgcore._db.session import connection, transaction
 
 __all__ = ["Runner"]
 

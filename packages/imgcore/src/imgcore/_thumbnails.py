@@ -15,10 +15,10 @@ from uuid import UUID
 import anyio
 import anyio.to_thread
 
-from imgcore.compress import ThumbnailOptions, make_thumbnail
-from imgcore.db import repo
-from imgcore.db.runner import Runner
-from imgcore.storage.base import Storage, image_key
+from imgcore._compress import ThumbnailOptions, make_thumbnail
+from imgcore._db import repo
+from imgcore._db.runner import Runner
+from imgcore.contracts import Storage, image_key
 
 __all__ = ["THUMBNAIL_EXTENSION", "Thumbnails", "thumbnail_key"]
 
@@ -55,8 +55,8 @@ class Thumbnails:
     async def get(self, request_id: UUID, image_id: int) -> bytes | None:
         """The JPEG thumbnail of image ``image_id`` of ``request_id``; None unless it is done.
 
-        Raises :class:`imgcore.storage.base.StorageError` when the storage fails, and
-        :class:`imgcore.compress.ImageError` when the stored output cannot be decoded.
+        Raises :class:`imgcore.contracts.StorageError` when the storage fails, and
+        :class:`imgcore._compress.ImageError` when the stored output cannot be decoded.
         """
         keys = await self.runner.read(
             lambda conn: repo.done_image_keys(conn, request_id, image_id), short=True

@@ -1,0 +1,1 @@
+"""Compression on every core: the worker pool, the spool that feeds it, process tuning."""

@@ -1,0 +1,1 @@
+"""Notifications: the outbox dispatcher and the built-in webhook notifier."""

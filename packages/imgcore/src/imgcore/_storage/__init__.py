@@ -1,0 +1,1 @@
+"""The built-in filesystem storage backend and its plugin."""

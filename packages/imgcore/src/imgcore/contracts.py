@@ -1,0 +1,226 @@
+"""The types a plugin implements or receives: storage, notifiers, executors and their data.
+
+Plugin authors import these from :mod:`imgcore.plugin`, which re-exports them with the hook
+markers.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import PurePosixPath
+from typing import Any, Protocol, runtime_checkable
+from uuid import UUID
+
+import anyio
+import anyio.abc
+import msgspec
+
+from imgcore.errors import StorageError
+from imgcore.states import ImageStatus, RequestStatus
+
+__all__ = [
+    "Claim",
+    "DeliveryClaim",
+    "DeliveryOutcome",
+    "Executor",
+    "ImageEnded",
+    "Notifier",
+    "Settlement",
+    "Storage",
+    "check_key",
+    "image_key",
+    "safe_key",
+]
+
+
+# -- data handed to plugins -----------------------------------------------------------------
+
+
+class Claim(msgspec.Struct, frozen=True, kw_only=True):
+    """An image this worker now holds a lease on."""
+
+    id: int
+    request_id: UUID
+    url: str
+    attempts: int
+
+
+class Settlement(msgspec.Struct, frozen=True, kw_only=True):
+    """A request that has just reached its terminal status (exactly once per finish)."""
+
+    request_id: UUID
+    status: RequestStatus
+    webhook_url: str | None
+    total: int
+    done: int
+    failed: int
+
+
+class DeliveryClaim(msgspec.Struct, frozen=True, kw_only=True):
+    """A notification this worker now holds a lease on."""
+
+    id: int
+    request_id: UUID
+    message_id: str
+    notifier: str
+    event: str
+    target: str | None
+    payload: dict[str, Any]
+    attempts: int
+    created_at: datetime
+
+
+class ImageEnded(msgspec.Struct, frozen=True, kw_only=True):
+    """An image reached ``done`` or ``failed``."""
+
+    request_id: UUID
+    image_id: int
+    url: str
+    status: ImageStatus
+    attempts: int
+    storage_key: str | None = None
+    error_reason: str | None = None
+    error: str | None = None
+    input_bytes: int | None = None
+    output_bytes: int | None = None
+    seconds: float = 0.0
+
+
+# -- storage --------------------------------------------------------------------------------
+
+
+def image_key(request_id: UUID, image_id: int, extension: str) -> str:
+    """Where an image's objects live: ``requests/<request>/<image><extension>``, one fixed key
+    per image and kind (output, thumbnail), so storing again replaces, never adds."""
+    return f"requests/{request_id}/{image_id}{extension}"
+
+
+def safe_key(key: str) -> PurePosixPath:
+    """Validate a storage key: relative, ``/``-separated, no ``..``, no empty or hidden parts."""
+    check_key(key)
+    return PurePosixPath(key)
+
+
+def check_key(key: str) -> None:
+    """:func:`safe_key` without building a path (output URLs are made for every status read)."""
+    # An empty part is a leading, trailing or doubled "/"; "." and ".." and hidden names are
+    # the parts that start with ".", at the start of the key or after a "/".
+    if (
+        not key
+        or key[0] in "/."
+        or key[-1] == "/"
+        or "//" in key
+        or "/." in key
+        or "\\" in key
+        or "\x00" in key
+    ):
+        raise StorageError(f"invalid storage key: {key!r}", transient=False)
+
+
+@runtime_checkable
+class Storage(Protocol):
+    """A place to put bytes under keys like ``requests/<id>/<image>.jpg``.
+
+    Keys use ``/`` separators and never start with ``/`` or contain ``..``. ``put`` must be
+    atomic (a reader sees the whole object or nothing) and idempotent (putting the same key
+    again replaces it), which is what makes re-processing after a crash safe.
+    """
+
+    async def put(self, key: str, data: bytes, *, content_type: str) -> None:
+        """Store ``data`` under ``key``, replacing what was there."""
+        ...
+
+    async def get(self, key: str) -> bytes:
+        """The bytes under ``key``; raises ``KeyError`` when there are none."""
+        ...
+
+    async def delete(self, key: str) -> None:
+        """Remove ``key``; a missing key is not an error."""
+        ...
+
+    def url_for(self, key: str) -> str:
+        """The URL a client fetches ``key`` from."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections and files."""
+        ...
+
+
+# -- notifiers ------------------------------------------------------------------------------
+
+
+class DeliveryOutcome(msgspec.Struct, frozen=True, kw_only=True):
+    """How one delivery attempt went.
+
+    ``delivered``: done. Otherwise ``retry`` says whether to try again later (a receiver that
+    is down or answers 5xx) or give up (a receiver that answered 410 Gone, or a permanent error).
+    """
+
+    delivered: bool
+    retry: bool = True
+    status_code: int | None = None
+    error: str | None = None
+
+
+@runtime_checkable
+class Notifier(Protocol):
+    """Delivers notifications of finished requests.
+
+    ``name`` is stored with each delivery and must be unique among loaded notifiers and
+    stable across versions: a delivery recorded under a name no loaded notifier has waits
+    until one does. Delivery is at least once (a crash mid-attempt means another attempt),
+    so receivers de-duplicate on the delivery's ``message_id``.
+
+    A notifier holding connections or files may also define ``async def aclose(self)``;
+    it is called when delivery stops, and a later ``deliver`` must work again.
+    """
+
+    name: str
+
+    def target(self, settlement: Settlement) -> str | None:
+        """Where to notify about ``settlement``, or ``None`` to stay silent."""
+        ...
+
+    def payload(self, settlement: Settlement) -> dict[str, Any]:
+        """The JSON-able body of the notification (stored, then sent on every attempt)."""
+        ...
+
+    async def deliver(self, delivery: DeliveryClaim) -> DeliveryOutcome:
+        """Make one delivery attempt; never raise for an unreachable receiver.
+
+        Bound the attempt in time (the delivery is leased for 60 s; an attempt still
+        running after that may be repeated elsewhere). An exception counts as a failed
+        attempt to retry.
+        """
+        ...
+
+    def retry_delay(self, attempts: int) -> float | None:
+        """Seconds before attempt ``attempts + 1`` (``attempts`` made so far, from 1), or
+        ``None`` to give up."""
+        ...
+
+
+# -- executors ------------------------------------------------------------------------------
+
+
+@runtime_checkable
+class Executor(Protocol):
+    """Runs the pipeline on pending images until cancelled.
+
+    The database is the truth: an executor claims images there (or receives ids it then
+    claims), processes them with ``engine.pipeline`` and may be killed at any moment.
+    """
+
+    async def run(
+        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Process work until cancelled; call ``task_status.started()`` once ready.
+
+        On cancellation, images in flight are finished within the grace period or given back.
+        """
+        ...
+
+    async def submitted(self, request_id: UUID) -> None:
+        """A request was stored: start on it (wake a loop, enqueue jobs…)."""
+        ...
