@@ -46,6 +46,7 @@ from support.origin import OriginServer
 from support.saq import counters, make_csv, postgres_database, start_worker, stop
 from support.server import ApiServer, WebhookReceiver, free_port, server_env
 from support.services import POSTGRES_URL, services_required
+from support.stored import stored_keys
 
 # Generous bounds: server start-up alone takes seconds on a loaded machine.
 pytestmark = [pytest.mark.anyio, pytest.mark.slow, pytest.mark.timeout(300)]
@@ -91,7 +92,7 @@ async def assert_each_image_ended_once(
     assert all(row.storage_key and not row.thumbnail_key for row in done)
     assert all(row.error_reason and not row.storage_key for row in failed)
     referenced = sorted(row.storage_key for row in done)
-    stored = sorted([key async for key in engine.storage.iter_keys()])
+    stored = stored_keys(engine.storage)
     assert stored == referenced, "one output per done image, no orphans"
     assert not list(media.rglob(".tmp-*"))
     return rows

@@ -22,6 +22,7 @@ from PIL import Image
 from support.csvgen import make_csv, photo_urls
 from support.origin import OriginServer
 from support.server import core_config
+from support.stored import stored_keys
 
 pytestmark = pytest.mark.anyio
 
@@ -269,13 +270,13 @@ async def test_the_detail_shows_each_image_with_a_thumbnail_made_when_first_show
     thumbs = re.findall(rf'<img src="(/admin/requests/{request_id}/thumbs/\d+)"', page)
     assert len(thumbs) == 2
     assert page.count('href="http://127.0.0.1:8000/media/requests/') == 2
-    assert len([key async for key in engine.storage.iter_keys()]) == 2  # the outputs only
+    assert len(stored_keys(engine.storage)) == 2  # the outputs only
     response = await admin.get(thumbs[0])
     assert response.headers["content-type"] == "image/jpeg"
     image = Image.open(io.BytesIO(response.content))
     assert image.format == "JPEG" and max(image.size) == 256  # the photos are 640x480
     # Stored: the output and this thumbnail, which is served again as it was.
-    assert len([key async for key in engine.storage.iter_keys()]) == 3
+    assert len(stored_keys(engine.storage)) == 3
     assert (await admin.get(thumbs[0])).content == response.content
 
 
@@ -352,12 +353,12 @@ async def test_delete_asks_first_then_removes_the_request_and_its_files(
     assert "Delete this request?" in confirm.text
     image_id = (await engine.products(request_id))[0].images[0].id
     await admin.get(f"/admin/requests/{request_id}/thumbs/{image_id}")
-    assert len([key async for key in engine.storage.iter_keys()]) == 2  # output, thumbnail
+    assert len(stored_keys(engine.storage)) == 2  # output, thumbnail
     response = await admin.post(
         f"/admin/requests/{request_id}/delete", data={"csrf_token": csrf_of(confirm.text)}
     )
     assert f"Request {request_id} deleted" in response.text
-    assert [key async for key in engine.storage.iter_keys()] == []
+    assert stored_keys(engine.storage) == []
     assert (await admin.get(f"/admin/requests/{request_id}")).status_code == 404
 
 

@@ -17,6 +17,7 @@ from imgcore._db.tables import images, requests
 from imgcore.states import RequestStatus
 from support.csvgen import PHOTOS
 from support.origin import OriginServer
+from support.stored import stored_keys
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
@@ -115,6 +116,6 @@ async def test_a_worker_killed_mid_run_is_finished_by_the_next_one(
             if key
         )
         assert len([i for p in products for i in p.images if i.storage_key]) == n
-        keys = sorted([key async for key in engine.storage.iter_keys()])
+        keys = stored_keys(engine.storage)
         assert keys == stored, "storage holds exactly one object per done image, no orphans"
         assert not list((tmp_path / "media").rglob(".tmp-*"))

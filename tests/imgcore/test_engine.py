@@ -17,6 +17,7 @@ from imgcore.csvio import iter_products
 from imgcore.states import ImageStatus, RequestStatus
 from support.csvgen import PHOTOS, make_csv, photo_urls
 from support.origin import OriginServer
+from support.stored import stored_keys
 
 pytestmark = pytest.mark.anyio
 
@@ -91,7 +92,7 @@ async def test_processing_completes_and_stores_every_image(
     assert 0 < info.output_bytes < info.input_bytes
     images = [i for p in await engine.products(request_id) for i in p.images]
     assert all(i.status is ImageStatus.DONE for i in images)
-    keys = sorted([key async for key in engine.storage.iter_keys()])
+    keys = stored_keys(engine.storage)
     # Each done image: its output, and no thumbnail until one is asked for.
     assert keys == sorted(i.storage_key for i in images if i.storage_key)
     assert not any(i.thumbnail_key for i in images)
@@ -134,7 +135,7 @@ async def test_a_request_whose_images_all_fail_is_failed(
     assert info.status is RequestStatus.FAILED
     images = (await engine.products(request_id))[0].images
     assert [i.error_reason for i in images] == ["http_status", "not_an_image"]
-    assert [key async for key in engine.storage.iter_keys()] == []
+    assert stored_keys(engine.storage) == []
 
 
 async def test_a_truncated_image_fails_with_its_reason(
@@ -178,7 +179,7 @@ async def test_delete_request_removes_rows_and_files(engine: Engine, origin: Ori
     assert await engine.delete_request(request_id)
     with pytest.raises(RequestNotFoundError):
         await engine.status(request_id)
-    assert [key async for key in engine.storage.iter_keys()] == []
+    assert stored_keys(engine.storage) == []
 
 
 async def test_unknown_and_malformed_ids_raise_not_found(engine: Engine) -> None:

@@ -12,6 +12,7 @@ from imgcore.states import RequestStatus
 from support.csvgen import PHOTOS
 from support.origin import OriginServer
 from support.services import SERVERS, migrate, require, scratch_database
+from support.stored import stored_keys
 
 pytestmark = pytest.mark.anyio
 
@@ -55,7 +56,7 @@ async def test_two_engines_process_a_request_once_on_a_server_database(
         assert (info.status, info.done, info.failed) == (RequestStatus.COMPLETED, 30, 0)
         for url in urls:
             assert origin.hits(url.removeprefix(origin.base_url)) == 1
-        keys = [key async for key in first.storage.iter_keys()]
+        keys = stored_keys(first.storage)
         assert len(keys) == 30  # an output per image (thumbnails come when first shown)
         data = b"".join([chunk async for chunk in await second.output_csv(request_id)])
         assert data.count(b"\n") == 11

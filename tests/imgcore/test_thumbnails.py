@@ -4,16 +4,19 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 from uuid import UUID, uuid4
 
 import pytest
 from imgcore import Engine, ImageNotFoundError
-from imgcore._thumbnails import thumbnail_key
+from imgcore._compress import InvalidOptionsError
+from imgcore._thumbnails import ThumbnailOptions, thumbnail_key
 from imgcore.models import ImageInfo
 from imgcore.states import ImageStatus
 from support.csvgen import make_csv
 from support.images import decode
 from support.origin import OriginServer
+from support.stored import stored_keys
 
 from .test_engine import config_for, run_until_done
 
@@ -34,7 +37,7 @@ async def processed(engine: Engine, urls: list[str]) -> tuple[UUID, list[ImageIn
 
 
 async def stored(engine: Engine) -> list[str]:
-    return sorted([key async for key in engine.storage.iter_keys()])
+    return stored_keys(engine.storage)
 
 
 async def test_a_thumbnail_is_made_from_the_output_once_then_served_stored(
@@ -116,3 +119,11 @@ async def test_deleting_a_request_deletes_the_thumbnails_made(
 
     assert await engine.delete_request(request_id)
     assert await stored(engine) == []
+
+
+@pytest.mark.parametrize(
+    "options", [{"size": 0}, {"size": True}, {"quality": 0}, {"quality": 96}, {"quality": True}]
+)
+def test_invalid_thumbnail_options_are_refused(options: dict[str, Any]) -> None:
+    with pytest.raises(InvalidOptionsError):
+        ThumbnailOptions(**options)

@@ -77,18 +77,6 @@ async def test_delete_removes_and_tolerates_a_missing_key(bucket: str, s3_env: s
         await storage.get("a/1.jpg")
 
 
-async def test_iter_keys_lists_keys_by_string_prefix(bucket: str, s3_env: str) -> None:
-    storage = storage_for(bucket)
-    for key in ("requests/ab/1.jpg", "requests/ab/2.jpg", "requests/ac/1.jpg", "other/1.jpg"):
-        await storage.put(key, JPEG, content_type="image/jpeg")
-    assert [key async for key in storage.iter_keys("requests/ab")] == [
-        "requests/ab/1.jpg",
-        "requests/ab/2.jpg",
-    ]
-    assert len([key async for key in storage.iter_keys("requests/a")]) == 3
-    assert len([key async for key in storage.iter_keys()]) == 4
-
-
 async def test_invalid_keys_are_refused(bucket: str, s3_env: str) -> None:
     storage = storage_for(bucket)
     for key in ("../escape.jpg", "/absolute.jpg", "a/../../b.jpg", ""):

@@ -29,6 +29,7 @@ from support.saq import (
     queue_for,
     saq_environment,
 )
+from support.stored import stored_keys
 
 pytestmark = pytest.mark.anyio
 
@@ -137,7 +138,7 @@ async def test_a_worker_processes_a_request_once_per_image(
         request_id = await engine.submit_csv(make_csv(urls))
         with anyio.fail_after(30):
             info = await engine.wait(request_id, interval=0.05)
-        keys = sorted([key async for key in engine.storage.iter_keys()])
+        keys = stored_keys(engine.storage)
     assert info.status is RequestStatus.COMPLETED
     assert (info.done, info.failed) == (6, 0)
     assert len(keys) == 6  # an output per image (thumbnails come when first shown)
@@ -153,7 +154,7 @@ async def test_a_duplicate_job_for_a_done_image_does_nothing(
         request_id = await engine.submit_csv(make_csv(urls), webhook_url=webhook)
         with anyio.fail_after(30):
             await engine.wait(request_id, interval=0.05)
-        keys = sorted([key async for key in engine.storage.iter_keys()])
+        keys = stored_keys(engine.storage)
         rows = await image_rows(engine, request_id)
         executor = saq_executor(engine)
         queue = await connected(executor)
@@ -166,7 +167,7 @@ async def test_a_duplicate_job_for_a_done_image_does_nothing(
             await queue.disconnect()
         assert (ran.status, ran.result) == (Status.COMPLETE, "ended")
         assert await counters(engine, request_id) == (2, 0)
-        assert sorted([key async for key in engine.storage.iter_keys()]) == keys
+        assert stored_keys(engine.storage) == keys
         assert len(await engine.deliveries(request_id)) == 1
         assert [row.attempts for row in await image_rows(engine, request_id)] == [1, 1]
     assert [origin.hits(path_of(origin, url)) for url in urls] == [1, 1]

@@ -31,6 +31,7 @@ from support.saq import (
     start_worker,
     stop,
 )
+from support.stored import stored_keys
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
@@ -66,10 +67,6 @@ async def wait_for_workers(queue: Queue, n: int, workers: list[subprocess.Popen[
             await anyio.sleep(0.1)
 
 
-async def stored_keys(engine: Engine) -> list[str]:
-    return sorted([key async for key in engine.storage.iter_keys()])
-
-
 async def test_two_workers_share_a_request_and_process_each_image_once(
     env: dict[str, str], tmp_path: Path, origin: OriginServer
 ) -> None:
@@ -93,7 +90,7 @@ async def test_two_workers_share_a_request_and_process_each_image_once(
         assert info.status is RequestStatus.COMPLETED, log.read_text()[-3000:]
         assert await counters(api, request_id) == (n, 0)
         assert [row.status for row in rows] == ["done"] * n
-        keys = await stored_keys(api)
+        keys = stored_keys(api.storage)
     assert len(keys) == n, "one output per image"
     assert [origin.hits(url.removeprefix(origin.base_url)) for url in urls] == [1] * n
     assert len({job.worker_id for job in jobs if job is not None}) == 2, "both workers took jobs"
@@ -139,6 +136,6 @@ async def test_a_worker_killed_mid_job_loses_nothing(
         assert await counters(api, request_id) == (n, 0)
         assert [row.status for row in rows] == ["done"] * n
         assert all(row.attempts >= 2 for row in rows if row.id in orphaned), "retried elsewhere"
-        keys = await stored_keys(api)
+        keys = stored_keys(api.storage)
     assert len(keys) == n, "one output per image, no orphans"
     assert not list((tmp_path / "media").rglob(".tmp-*"))

@@ -1,9 +1,8 @@
 """imgcore: download, compress and store product-catalogue images listed in a CSV.
 
 The public API is re-exported here; submodules load on first use so that ``import imgcore``
-(and every compression worker process) stays cheap. The ``compress`` function is not
-re-exported because the submodule of the same name would shadow it: use
-``from imgcore._compress import compress``.
+(and every compression worker process) stays cheap. Modules whose names start with ``_`` are
+private; plugin authors import from :mod:`imgcore.plugin`.
 """
 
 from __future__ import annotations
@@ -14,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from imgcore._compress import CompressedImage, CompressOptions, ImageError
+    from imgcore._compress import CompressedImage, CompressOptions, ImageError, compress
     from imgcore._fetch import Fetcher, FetchError, FetchOptions
     from imgcore.config import Config, ConfigError
     from imgcore.csvio import CsvIssue, CsvLimits, CsvValidationError
@@ -28,6 +27,7 @@ _EXPORTS = {
     "CompressOptions": "imgcore._compress",
     "CompressedImage": "imgcore._compress",
     "ImageError": "imgcore._compress",
+    "compress": "imgcore._compress",
     "Config": "imgcore.config",
     "ConfigError": "imgcore.config",
     "CsvIssue": "imgcore.csvio",
@@ -70,6 +70,7 @@ __all__ = [
     "RequestNotFoundError",
     "RequestStatus",
     "__version__",
+    "compress",
     "hookimpl",
 ]
 

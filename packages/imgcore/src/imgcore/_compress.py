@@ -24,7 +24,6 @@ __all__ = [
     "DecompressionBombError",
     "ImageError",
     "InvalidOptionsError",
-    "ThumbnailOptions",
     "UnsupportedImageError",
     "compress",
     "make_thumbnail",
@@ -143,21 +142,6 @@ class CompressOptions(msgspec.Struct, frozen=True, kw_only=True):
             raise InvalidOptionsError(f"background is not a colour: {self.background!r}") from exc
 
 
-class ThumbnailOptions(msgspec.Struct, frozen=True, kw_only=True):
-    """The small JPEG :func:`compress` makes alongside its output when given these."""
-
-    size: int = 256
-    """Fit within ``size`` x ``size`` pixels (keeping the aspect ratio, never enlarging)."""
-    quality: int = 70
-    """JPEG quality, 1..95."""
-
-    def __post_init__(self) -> None:
-        if isinstance(self.size, bool) or self.size < 1:
-            raise InvalidOptionsError(f"size must be at least 1, not {self.size!r}")
-        if isinstance(self.quality, bool) or not 1 <= self.quality <= 95:
-            raise InvalidOptionsError(f"quality must be 1..95, not {self.quality!r}")
-
-
 class CompressedImage(msgspec.Struct, frozen=True, kw_only=True):
     """The result of :func:`compress`: the encoded bytes and what they are."""
 
@@ -173,9 +157,6 @@ class CompressedImage(msgspec.Struct, frozen=True, kw_only=True):
     input_bytes: int
     output_bytes: int
     kept_original: bool = False
-    thumbnail: bytes | None = None
-    """A JPEG of the output (see :class:`ThumbnailOptions`); None unless asked for, or if it
-    could not be encoded."""
 
 
 def sniff_format(data: bytes) -> str | None:
@@ -214,12 +195,7 @@ def _is_avif_ftyp(data: bytes) -> bool:
     return bool(brands & {b"avif", b"avis"})
 
 
-def compress(
-    data: bytes,
-    options: CompressOptions | None = None,
-    *,
-    thumbnail: ThumbnailOptions | None = None,
-) -> CompressedImage:
+def compress(data: bytes, options: CompressOptions | None = None) -> CompressedImage:
     """Decode ``data`` and encode it as ``options`` say (JPEG quality 50 by default).
 
     The EXIF orientation is applied, then all metadata (EXIF, GPS, XMP, comments) is
@@ -231,11 +207,6 @@ def compress(
     when the JPEG re-encode is larger and the source holds nothing to strip: only
     JFIF / ICC / Adobe segments, no trailing bytes, no resize, RGB or grey. Privacy wins
     over size: a source with EXIF or comments is always re-encoded.
-
-    With ``thumbnail``, the result's ``thumbnail`` is also a JPEG of the output, downscaled
-    from the pixels already in memory (no second decode): same orientation, flattening and
-    colour profile as the output, also when the original bytes are kept. It is None if it
-    could not be encoded, which does not fail the call.
 
     Raises :class:`UnsupportedImageError`, :class:`DecompressionBombError`,
     :class:`CorruptImageError`, or :class:`ImageError` when the encoder fails.
@@ -249,7 +220,7 @@ def compress(
     try:
         # formats=[...]: only the decoder the magic bytes name may run (never EPS, PSD…).
         with Image.open(io.BytesIO(data), formats=[source_format]) as im:
-            return _compress_open(im, data, source_format, options, thumbnail)
+            return _compress_open(im, data, source_format, options)
     except (ImageError, MemoryError):
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -263,11 +234,7 @@ def compress(
 
 
 def make_thumbnail(data: bytes, size: int = 256, quality: int = 70) -> bytes:
-    """A JPEG of ``data`` fitting in ``size`` x ``size`` (same safety rules as :func:`compress`).
-
-    To compress an image and make its thumbnail, pass ``thumbnail=`` to :func:`compress`
-    instead: that decodes the image once.
-    """
+    """A JPEG of ``data`` fitting in ``size`` x ``size`` (same safety rules as :func:`compress`)."""
     options = CompressOptions(quality=quality, max_width=size, max_height=size, keep_original=False)
     return compress(data, options).data
 
@@ -277,7 +244,6 @@ def _compress_open(
     data: bytes,
     source_format: str,
     options: CompressOptions,
-    thumbnail: ThumbnailOptions | None,
 ) -> CompressedImage:
     width, height = im.size
     # Before load(): only the header has been read, no pixel memory allocated yet.
@@ -306,7 +272,6 @@ def _compress_open(
     if out.size != target:
         out = out.resize(target, Image.Resampling.LANCZOS, reducing_gap=2.0)
     encoded = _encode(out, icc, options.format, options.quality, _encoder_params(options))
-    thumb = _thumbnail(out, icc, thumbnail) if thumbnail is not None else None
     media_type, extension = _OUTPUTS[options.format]
     if keep_candidate and len(encoded) > len(data):
         return CompressedImage(
@@ -322,7 +287,6 @@ def _compress_open(
             input_bytes=len(data),
             output_bytes=len(data),
             kept_original=True,
-            thumbnail=thumb,
         )
     return CompressedImage(
         data=encoded,
@@ -336,7 +300,6 @@ def _compress_open(
         input_height=height,
         input_bytes=len(data),
         output_bytes=len(encoded),
-        thumbnail=thumb,
     )
 
 
@@ -473,28 +436,6 @@ def _to_srgb(im: Image.Image, profile: ImageCms.ImageCmsProfile) -> Image.Image:
     )
     assert converted is not None  # None only when converting in place
     return converted
-
-
-def _thumbnail(out: Image.Image, icc: bytes | None, options: ThumbnailOptions) -> bytes | None:
-    """``out`` (the output's pixels, L or RGB, with their profile) as a small JPEG, or None."""
-    target = _fit(out.size, options.size, options.size)
-    small = out
-    if target != out.size:
-        # As JPEG draft decoding then Lanczos did when thumbnails were made from the output
-        # file: a box reduce() by the largest power of two that stays at or above the target,
-        # then Lanczos for the last 1-2x. Lanczos all the way costs more than the compression.
-        ratio = min(out.width // target[0], out.height // target[1])
-        factor = 1 << (ratio.bit_length() - 1)
-        if factor > 1:
-            small = out.reduce(factor)
-        # box: the exact extent of out in reduced pixels (reduce() makes a partial last
-        # block a whole pixel).
-        box = (0.0, 0.0, out.width / factor, out.height / factor)
-        small = small.resize(target, Image.Resampling.LANCZOS, box=box)
-    try:
-        return _encode(small, icc, "JPEG", options.quality, {})
-    except ImageError:
-        return None  # a thumbnail is optional: never lose the output for it
 
 
 def _encoder_params(options: CompressOptions) -> dict[str, Any]:

@@ -1,10 +1,8 @@
 """Thumbnails of processed images: made from the stored output when first asked for, then kept.
 
-They used to be made while each image was compressed, from the pixels already decoded. On
-the bench's photographs that cost about a quarter of the compression processes' CPU, for
-pictures that only the admin pages show, and only for the requests somebody opens. Made on
-demand, a thumbnail costs one scaled decode of the output (libjpeg decodes at 1/2 to 1/8
-scale), once: it is stored beside the output and its key recorded with the image.
+Only the admin pages show thumbnails, so they are not made while images are processed: the
+first request for one decodes the output at a reduced scale, stores the thumbnail beside it
+and records its key with the image.
 """
 
 from __future__ import annotations
@@ -14,16 +12,32 @@ from uuid import UUID
 
 import anyio
 import anyio.to_thread
+import msgspec
 
-from imgcore._compress import ThumbnailOptions, make_thumbnail
+from imgcore._compress import InvalidOptionsError, make_thumbnail
 from imgcore._db import repo
 from imgcore._db.runner import Runner
 from imgcore.contracts import Storage, image_key
 
-__all__ = ["THUMBNAIL_EXTENSION", "Thumbnails", "thumbnail_key"]
+__all__ = ["THUMBNAIL_EXTENSION", "ThumbnailOptions", "Thumbnails", "thumbnail_key"]
 
 THUMBNAIL_EXTENSION: Final = ".thumb.jpg"
 """Suffix of an image's thumbnail key (``requests/<request>/<image>.thumb.jpg``)."""
+
+
+class ThumbnailOptions(msgspec.Struct, frozen=True, kw_only=True):
+    """The size and quality of the thumbnails :class:`Thumbnails` makes."""
+
+    size: int = 256
+    """Fit within ``size`` x ``size`` pixels (keeping the aspect ratio, never enlarging)."""
+    quality: int = 70
+    """JPEG quality, 1..95."""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.size, bool) or self.size < 1:
+            raise InvalidOptionsError(f"size must be at least 1, not {self.size!r}")
+        if isinstance(self.quality, bool) or not 1 <= self.quality <= 95:
+            raise InvalidOptionsError(f"quality must be 1..95, not {self.quality!r}")
 
 
 def thumbnail_key(request_id: UUID, image_id: int) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import ClassVar
 from urllib.parse import quote
 
@@ -55,12 +54,6 @@ class MemoryStorage:
     async def delete(self, key: str) -> None:
         """Forget ``key``; a missing key is not an error."""
         self.objects.pop(str(safe_key(key)), None)
-
-    async def iter_keys(self, prefix: str = "") -> AsyncIterator[str]:
-        """Every key starting with ``prefix``, sorted."""
-        for key in sorted(self.objects):
-            if key.startswith(prefix):
-                yield key
 
     def url_for(self, key: str) -> str:
         """``memory://NAME/key``."""

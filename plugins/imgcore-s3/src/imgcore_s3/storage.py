@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from datetime import timedelta
 from typing import TYPE_CHECKING
 from urllib.parse import quote
@@ -180,18 +180,6 @@ class ObjectStorage:
             return
         except Exception as exc:
             raise storage_error("delete", key, exc) from exc
-
-    async def iter_keys(self, prefix: str = "") -> AsyncIterator[str]:
-        """Every key starting with ``prefix``, in the store's (lexicographic) order."""
-        # obstore lists whole path segments: list the enclosing "directory", then filter.
-        directory = prefix.rpartition("/")[0] or None
-        try:
-            async for batch in obstore.list(self.store, directory):
-                for meta in batch:
-                    if meta["path"].startswith(prefix):
-                        yield meta["path"]
-        except Exception as exc:
-            raise storage_error("list", prefix, exc) from exc
 
     def url_for(self, key: str) -> str:
         """``public_url/key`` when a public base is set, otherwise a presigned GET URL.

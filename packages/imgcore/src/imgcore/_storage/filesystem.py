@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path, PurePosixPath
 from urllib.parse import quote, unquote, urlsplit
 
@@ -135,22 +134,6 @@ class FileStorage:
             path.unlink(missing_ok=True)
         except OSError as exc:
             raise StorageError(f"cannot delete {path.name}: {exc.strerror or exc}") from exc
-
-    async def iter_keys(self, prefix: str = "") -> AsyncIterator[str]:
-        """Every stored key under ``prefix`` (temporary files are not keys)."""
-        found = await anyio.to_thread.run_sync(self._walk)
-        for key in found:
-            if key.startswith(prefix):
-                yield key
-
-    def _walk(self) -> list[str]:
-        if not self.root.exists():
-            return []
-        return sorted(
-            path.relative_to(self.root).as_posix()
-            for path in self.root.rglob("*")
-            if path.is_file() and not path.name.startswith(".")
-        )
 
     def url_for(self, key: str) -> str:
         """``base_url/key`` with each part percent-encoded."""
