@@ -8,8 +8,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from imgcore._compression.tuning import limit_malloc_arenas
-from imgcore.errors import ImgcoreError
+from imgcore import ImgcoreError, limit_malloc_arenas
 
 from imgapi import __version__
 from imgapi.admin.accounts import PasswordError
@@ -85,7 +84,7 @@ def serve(settings: Settings, host: str, port: int, workers: int) -> None:
     """Run uvicorn with :func:`imgapi.app.create_app` until SIGINT/SIGTERM."""
     import uvicorn
 
-    # Flat memory over many images (see imgcore._compression.tuning): here, and in worker processes.
+    # Flat memory over many images: here, and in worker processes.
     limit_malloc_arenas()
     os.environ.setdefault("MALLOC_ARENA_MAX", "2")
     # Workers build their app from the environment: links must name the port chosen here.

@@ -6,8 +6,7 @@ Each app has its own registry (several apps can live in one process, as in tests
 
 from __future__ import annotations
 
-from imgcore.contracts import ImageEnded
-from imgcore.hookspecs import hookimpl
+from imgcore.plugin import ImageEnded, hookimpl
 from imgcore.states import ImageStatus, RequestStatus
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 

@@ -16,8 +16,7 @@ from urllib.parse import quote
 import msgspec
 from imgcore._notify.webhook import WebhookURLError
 from imgcore.csvio import CsvIssue, CsvValidationError
-from imgcore.engine import RequestNotFoundError
-from imgcore.errors import ImgcoreError
+from imgcore.errors import ImgcoreError, RequestNotFoundError
 from litestar import Request, Response
 from litestar.datastructures import ResponseHeader
 from litestar.exceptions import HTTPException, ValidationException

@@ -10,15 +10,21 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from imgcore._version import __version__
 
 if TYPE_CHECKING:
     from imgcore._compress import CompressedImage, CompressOptions, ImageError, compress
+    from imgcore._compression.tuning import limit_malloc_arenas
     from imgcore._fetch import Fetcher, FetchError, FetchOptions
     from imgcore.config import Config, ConfigError
     from imgcore.csvio import CsvIssue, CsvLimits, CsvValidationError
-    from imgcore.engine import Engine, ImageNotFoundError, RequestNotFoundError
-    from imgcore.errors import ImgcoreError
+    from imgcore.engine import Engine
+    from imgcore.errors import (
+        ImageNotFoundError,
+        ImgcoreError,
+        RequestNotFoundError,
+        StorageError,
+    )
     from imgcore.hookspecs import hookimpl
     from imgcore.models import ImageInfo, ProductInfo, RequestInfo
     from imgcore.states import ImageStatus, RequestStatus
@@ -28,15 +34,17 @@ _EXPORTS = {
     "CompressedImage": "imgcore._compress",
     "ImageError": "imgcore._compress",
     "compress": "imgcore._compress",
+    "limit_malloc_arenas": "imgcore._compression.tuning",
     "Config": "imgcore.config",
     "ConfigError": "imgcore.config",
     "CsvIssue": "imgcore.csvio",
     "CsvLimits": "imgcore.csvio",
     "CsvValidationError": "imgcore.csvio",
     "Engine": "imgcore.engine",
-    "ImageNotFoundError": "imgcore.engine",
-    "RequestNotFoundError": "imgcore.engine",
+    "ImageNotFoundError": "imgcore.errors",
+    "RequestNotFoundError": "imgcore.errors",
     "ImgcoreError": "imgcore.errors",
+    "StorageError": "imgcore.errors",
     "FetchError": "imgcore._fetch",
     "FetchOptions": "imgcore._fetch",
     "Fetcher": "imgcore._fetch",
@@ -69,9 +77,11 @@ __all__ = [
     "RequestInfo",
     "RequestNotFoundError",
     "RequestStatus",
+    "StorageError",
     "__version__",
     "compress",
     "hookimpl",
+    "limit_malloc_arenas",
 ]
 
 

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from functools import partial
+from pathlib import Path
 from typing import IO, Any
 from uuid import UUID
 
@@ -31,6 +32,7 @@ from imgcore._fetch import Fetcher
 from imgcore._notify.dispatcher import Dispatcher
 from imgcore._pipeline import Pipeline
 from imgcore._plugins import create_plugin_manager
+from imgcore._storage.filesystem import FileStorage
 from imgcore._thumbnails import Thumbnails
 from imgcore.config import Config, ConfigError
 from imgcore.contracts import Executor, Notifier, Storage
@@ -393,6 +395,15 @@ class Engine:
         if data is None:
             raise ImageNotFoundError(request_id, image_id)
         return data
+
+    def media_path(self, key: str) -> Path | None:
+        """The local file that holds ``key`` when storage is a directory (``file:``), else None.
+
+        Raises :class:`StorageError` for a key that is invalid or would leave the directory.
+        """
+        if not isinstance(self.storage, FileStorage):
+            return None
+        return self.storage.path_for(key)
 
     async def list_requests(self, **filters: Any) -> tuple[list[RequestInfo], int]:
         """Requests newest first (see :func:`imgcore._db.repo.list_requests` for filters)."""

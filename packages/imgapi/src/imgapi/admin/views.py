@@ -11,11 +11,15 @@ from urllib.parse import urlencode
 from uuid import UUID
 
 import anyio
-from imgcore._compress import ImageError
-from imgcore.engine import Engine, ImageNotFoundError, RequestNotFoundError
-from imgcore.errors import StorageError
-from imgcore.models import RequestInfo
-from imgcore.states import RequestStatus
+from imgcore import (
+    Engine,
+    ImageError,
+    ImageNotFoundError,
+    RequestInfo,
+    RequestNotFoundError,
+    RequestStatus,
+    StorageError,
+)
 from litestar import Request, Response, get, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency

@@ -8,9 +8,7 @@ import stat
 from typing import Annotated, Any
 
 import anyio
-from imgcore._storage.filesystem import FileStorage
-from imgcore.engine import Engine
-from imgcore.errors import StorageError
+from imgcore import Engine, StorageError
 from litestar import Response, get
 from litestar.datastructures import ETag
 from litestar.di import NamedDependency
@@ -77,12 +75,10 @@ async def media(
     ] = None,
 ) -> Response[Any]:
     """Serve one stored file."""
-    storage = engine.storage
-    if not isinstance(storage, FileStorage):
-        raise _not_found()
     try:
-        # path_for refuses absolute keys, "..", hidden parts and anything outside the root.
-        path = storage.path_for(key.lstrip("/"))
+        path = engine.media_path(key.lstrip("/"))
+        if path is None:
+            raise _not_found()
         info = await anyio.to_thread.run_sync(os.stat, path)
     except (StorageError, OSError, ValueError):
         raise _not_found() from None

@@ -1,0 +1,7 @@
+"""imgcore's version, importable without the package's lazy exports."""
+
+from __future__ import annotations
+
+__all__ = ["__version__"]
+
+__version__ = "0.1.0"
