@@ -26,9 +26,10 @@ def tests(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """ruff check and ruff format --check."""
+    """ruff check, ruff format --check, and the import contracts (lint-imports)."""
     uv_run(session, "ruff", "check", ".")
     uv_run(session, "ruff", "format", "--check", ".")
+    uv_run(session, "lint-imports")
 
 
 @nox.session

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 import msgspec
-from imgcore.config import Config, ConfigError
+from imgcore.config import Config, read_env
 from imgcore.config import env_name as core_env_name
 
 __all__ = ["ENV_PREFIX", "Settings", "env_name"]
@@ -82,22 +82,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         ``IMGAPI_PUBLIC_URL`` (``…/media`` and the URL itself).
         """
         env = os.environ if environ is None else environ
-        raw: dict[str, Any] = {}
-        for name in cls.__struct_fields__:
-            if name == "core":
-                continue
-            value = env.get(env_name(name))
-            if value is None:
-                continue
-            if name == "api_keys":
-                raw[name] = [item.strip() for item in value.split(",") if item.strip()]
-            else:
-                raw[name] = value
-        raw.update({k: v for k, v in overrides.items() if k != "core"})
-        try:
-            settings = msgspec.convert(raw, cls, strict=False)
-        except msgspec.ValidationError as exc:
-            raise ConfigError(_env_message(str(exc))) from exc
+        settings = read_env(
+            cls,
+            ENV_PREFIX,
+            env,
+            {k: v for k, v in overrides.items() if k != "core"},
+            skip=frozenset({"core"}),
+        )
         core = overrides.get("core")
         if core is None:
             core = Config.from_env(env, **derived_core_urls(settings.public_url, env))
@@ -123,12 +114,3 @@ def derived_core_urls(public_url: str, environ: Mapping[str, str]) -> dict[str, 
 def env_name(field: str) -> str:
     """The environment variable that sets ``field``."""
     return ENV_PREFIX + field.upper()
-
-
-def _env_message(message: str) -> str:
-    # msgspec says "at `$.port`"; users set variables, so name the variable.
-    if "`$." in message:
-        head, _, rest = message.partition("`$.")
-        field, _, tail = rest.partition("`")
-        return f"{head}{env_name(field.split('[')[0])}{tail}"
-    return message

@@ -2,13 +2,14 @@
 
 Every field ``name`` is read from the variable ``IMGCORE_NAME``; tuples are comma-separated.
 The descriptions below are the reference documentation (the docs page is generated from them).
+:func:`read_env` is the one environment reader: imgapi's settings and plugins' use it too.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
 import msgspec
 
@@ -19,9 +20,12 @@ if TYPE_CHECKING:
     from imgcore._fetch import FetchOptions
     from imgcore.csvio import CsvLimits
 
-__all__ = ["ENV_PREFIX", "Config", "ConfigError", "env_name"]
+__all__ = ["ENV_PREFIX", "Config", "ConfigError", "env_name", "read_env"]
 
 ENV_PREFIX = "IMGCORE_"
+
+S = TypeVar("S", bound=msgspec.Struct)
+_LISTS = (msgspec.inspect.VarTupleType, msgspec.inspect.TupleType, msgspec.inspect.ListType)
 
 
 def _doc(description: str, **kw: Any) -> msgspec.Meta:
@@ -148,21 +152,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Config:
         """Read every ``IMGCORE_*`` variable that is set; ``overrides`` win over the environment."""
-        env = os.environ if environ is None else environ
-        raw: dict[str, Any] = {}
-        for name in cls.__struct_fields__:
-            value = env.get(env_name(name))
-            if value is None:
-                continue
-            if _is_tuple_field(name):
-                raw[name] = [item.strip() for item in value.split(",") if item.strip()]
-            else:
-                raw[name] = value
-        raw.update(overrides)
-        try:
-            return msgspec.convert(raw, cls, strict=False)
-        except msgspec.ValidationError as exc:
-            raise ConfigError(_env_message(str(exc))) from exc
+        return read_env(cls, ENV_PREFIX, environ, overrides)
 
     def csv_limits(self) -> CsvLimits:
         """The CSV limits this config sets."""
@@ -220,14 +210,44 @@ def env_name(field: str) -> str:
     return ENV_PREFIX + field.upper()
 
 
-def _is_tuple_field(name: str) -> bool:
-    return name in ("fetch_allow", "webhook_secrets", "webhook_retry_schedule")
+def read_env(
+    cls: type[S],
+    prefix: str,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    skip: frozenset[str] = frozenset(),
+) -> S:
+    """An instance of the msgspec Struct ``cls`` from the variables ``PREFIX`` + ``FIELD``.
+
+    Values are converted and checked by msgspec (``"8"`` becomes an int, ``"false"`` a bool);
+    tuple and list fields are comma-separated. ``overrides`` win over the environment; fields
+    in ``skip`` are not read from it. Raises :class:`ConfigError` naming the variable.
+    """
+    env = os.environ if environ is None else environ
+    raw: dict[str, Any] = {}
+    for field in msgspec.inspect.type_info(cls).fields:  # type: ignore[attr-defined]
+        if field.name in skip:
+            continue
+        value = env.get(prefix + field.name.upper())
+        if value is None:
+            continue
+        kind = field.type.type if isinstance(field.type, msgspec.inspect.Metadata) else field.type
+        if isinstance(kind, _LISTS):
+            raw[field.name] = [item.strip() for item in value.split(",") if item.strip()]
+        else:
+            raw[field.name] = value
+    raw.update(overrides or {})
+    try:
+        return msgspec.convert(raw, cls, strict=False)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(_env_message(str(exc), prefix)) from exc
 
 
-def _env_message(message: str) -> str:
+def _env_message(message: str, prefix: str) -> str:
     # msgspec says "at `$.quality`"; users set variables, so name the variable.
     if "`$." in message:
         head, _, rest = message.partition("`$.")
         field, _, tail = rest.partition("`")
-        return f"{head}{env_name(field.split('[')[0])}{tail}"
+        return f"{head}{prefix}{field.split('[')[0].upper()}{tail}"
     return message

@@ -40,7 +40,7 @@ from imgapi.routes.status import (
     MAX_PER_PAGE,
     StatusOut,
     output_csv_download,
-    status_document,
+    read_status,
 )
 from imgapi.runtime import Runtime
 
@@ -231,13 +231,9 @@ async def status_json(
     per_page: Annotated[int, QueryParameter(ge=1, le=MAX_PER_PAGE)] = 100,
 ) -> Response[StatusOut]:
     """The status document of ``GET /status/{id}``, for a logged-in admin (no API key)."""
-    info, products, deliveries = await engine.snapshot(
-        request_id, start=(page - 1) * per_page, limit=per_page
-    )
-    document = status_document(
-        info,
-        products,
-        deliveries,
+    document = await read_status(
+        engine,
+        request_id,
         base=runtime.settings.base_url,
         path=request.url.path,
         page=page,

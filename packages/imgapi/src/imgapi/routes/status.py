@@ -30,6 +30,7 @@ __all__ = [
     "StatusOut",
     "output_csv",
     "output_csv_download",
+    "read_status",
     "status",
 ]
 
@@ -136,7 +137,19 @@ def _page_url(base: str, path: str, page: int, per_page: int) -> str:
     return f"{base}{path}?{urlencode({'page': page, 'per_page': per_page})}"
 
 
-def status_document(
+async def read_status(
+    engine: Engine, request_id: str, *, base: str, path: str, page: int, per_page: int
+) -> StatusOut:
+    """The JSON answer of ``GET /status/{id}`` (raises ``RequestNotFoundError``)."""
+    info, products, deliveries = await engine.snapshot(
+        request_id, start=(page - 1) * per_page, limit=per_page
+    )
+    return _status_document(
+        info, products, deliveries, base=base, path=path, page=page, per_page=per_page
+    )
+
+
+def _status_document(
     info: RequestInfo,
     products: list[ProductProgress],
     deliveries: list[DeliveryInfo],
@@ -146,7 +159,6 @@ def status_document(
     page: int,
     per_page: int,
 ) -> StatusOut:
-    """The JSON answer of ``GET /status/{id}``."""
     pages = max(1, math.ceil(info.total_products / per_page))
     return StatusOut(
         request_id=info.request_id,
@@ -197,13 +209,9 @@ async def status(
     ] = 100,
 ) -> Response[StatusOut]:
     """Report on one request."""
-    info, products, deliveries = await engine.snapshot(
-        request_id, start=(page - 1) * per_page, limit=per_page
-    )
-    document = status_document(
-        info,
-        products,
-        deliveries,
+    document = await read_status(
+        engine,
+        request_id,
         base=runtime.settings.base_url,
         path=request.url.path,
         page=page,
