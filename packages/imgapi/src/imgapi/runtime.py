@@ -68,8 +68,8 @@ async def run_engine(app: Litestar) -> AsyncIterator[None]:
             await tg.start(_execute, engine, runtime)
             runtime.engine = engine
             # What exists now (modules, the app, the engine) lives as long as the process.
-            # Frozen, it is left out of the collector's full passes: each walked it all again,
-            # stalling the event loop 60-80 ms while images were processed (about 2 ms after).
+            # Frozen, it is left out of the collector's full passes, each of which walked it all
+            # again and stalled the event loop (docs/performance.md, "Status under load").
             gc.collect()
             gc.freeze()
             try:

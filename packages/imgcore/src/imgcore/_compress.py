@@ -43,8 +43,8 @@ _OUTPUTS: Final[dict[str, tuple[str, str]]] = {
     "WEBP": ("image/webp", ".webp"),
     "AVIF": ("image/avif", ".avif"),
 }
-# libavif's default speed 6 is ~3x slower than 8 for ~1% fewer bytes; one thread per encode
-# because callers already run one compress() per core.
+# Speed 8: libavif's default (6) costs far more time for few bytes (docs/performance.md). One
+# thread per encode because callers already run one compress() per core.
 _AVIF_PARAMS: Final[dict[str, Any]] = {"speed": 8, "max_threads": 1}
 # BITMAPINFOHEADER sizes Pillow's BMP decoder understands (OS/2 v1 … v5).
 _BMP_HEADER_SIZES: Final = frozenset({12, 40, 52, 56, 64, 108, 124})

@@ -116,8 +116,8 @@ class Pipeline:
         )
 
     async def _fail(self, claim: Claim, reason: str, message: str, started: float) -> None:
-        # An earlier attempt may have stored the output (or, in earlier versions, a thumbnail)
-        # before dying: leave no orphan.
+        # An earlier attempt may have stored an output (in any format) or a thumbnail before
+        # dying: a failed image keeps no object.
         for extension in (".jpg", ".webp", ".avif", THUMBNAIL_EXTENSION):
             try:
                 await self.storage.delete(storage_key(claim, extension))

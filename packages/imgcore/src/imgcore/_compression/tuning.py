@@ -54,10 +54,9 @@ def cache_image_memory(max_bytes: int = IMAGE_MEMORY_CACHE) -> int:
     """Let Pillow reuse freed image memory (as ``PILLOW_BLOCKS_MAX`` would); returns the blocks.
 
     By default Pillow hands every image's pixels back to the system when the image is freed,
-    and the next image of the same size takes them again, page fault by page fault: a 12 MP
-    photograph costs the kernel some 12,000 faults and as much time zeroing pages as the
-    decoder takes to fill them. Keeping up to ``max_bytes`` of freed blocks makes that cost
-    vanish; a worker's resident memory stays at its peak instead of falling between images.
+    and the next image of the same size takes them again, page fault by page fault, with the
+    kernel zeroing every page before the decoder fills it. Keeping up to ``max_bytes`` of
+    freed blocks removes that cost; a worker's resident memory stays at its peak instead of falling between images.
     ``PILLOW_BLOCKS_MAX`` in the environment wins over this.
     """
     from PIL import Image
