@@ -33,11 +33,16 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def origin(latency_ms: int = 0) -> Iterator[str]:
-    """Run ../shared/bench/origin.py on a free loopback port; yields its base URL."""
+def origin(latency_ms: int = 0, *, unique_bytes: bool = True) -> Iterator[str]:
+    """Run ../shared/bench/origin.py on a free loopback port; yields its base URL.
+
+    ``unique_bytes``: every URL gets bytes of its own (same pixels), so that throughput runs
+    do the whole work for every URL even once identical content could be reused.
+    """
     port = free_port()
+    command = [sys.executable, "origin.py", "--port", str(port), "--latency-ms", str(latency_ms)]
     proc = subprocess.Popen(
-        [sys.executable, "origin.py", "--port", str(port), "--latency-ms", str(latency_ms)],
+        [*command, "--unique-bytes"] if unique_bytes else command,
         cwd=bench_dir(),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -34,7 +34,9 @@ import httpx
 from _bench import bench_dir, cpu_limit, free_port, make_csv, origin
 
 
-def start_server(work: Path, port: int, server: str = "uvicorn") -> subprocess.Popen[bytes]:
+def start_server(
+    work: Path, port: int, server: str = "uvicorn", python: str = sys.executable
+) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
         "IMGCORE_FETCH_ALLOW": "127.0.0.1/32",
@@ -47,7 +49,7 @@ def start_server(work: Path, port: int, server: str = "uvicorn") -> subprocess.P
             *("--port", str(port), "--workers", "1", "--no-ws", "imgapi.app:create_app"),
         ]
     else:
-        command = [sys.executable, "-m", "imgapi", "serve", "--port", str(port)]
+        command = [python, "-m", "imgapi", "serve", "--port", str(port)]
     proc = subprocess.Popen(
         command,
         cwd=work,
