@@ -23,7 +23,7 @@ FILES = ("s03_astronaut.jpg", "s2_00.jpg", "s8_00.jpg", "s12_00.jpg")
 # Runs in the child: parse the file, report timings and this process's peak RSS.
 CHILD = """
 import json, resource, sys, time
-from imgcore.csvio import CsvLimits, iter_products
+from imgcore._csvio import CsvLimits, iter_products
 
 path, rows = sys.argv[1], int(sys.argv[2])
 base_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -66,7 +66,7 @@ def bench_parse(path: Path, rows: int) -> dict[str, float]:
 
 
 def bench_write(rows: int) -> tuple[float, int]:
-    from imgcore.csvio import CsvHeader, OutputRow, write_output_csv
+    from imgcore._csvio import CsvHeader, OutputRow, write_output_csv
 
     header = CsvHeader(
         columns=("Serial Number", "Product Name", "Input Image Urls"),

@@ -21,7 +21,7 @@ import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 from imgapi import Settings, create_app
-from imgcore.csvio import CsvParser, CsvValidationError
+from imgcore._csvio import CsvParser, CsvValidationError
 from imgcore.notify.webhook import WebhookURLError, validate_webhook_url
 from litestar import Litestar
 from litestar.testing import TestClient

@@ -1,4 +1,4 @@
-"""imgcore.csvio: streaming validation of the input CSV and the output CSV writer."""
+"""imgcore._csvio: streaming validation of the input CSV and the output CSV writer."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import msgspec
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
-from imgcore.csvio import (
+from imgcore._csvio import (
     CsvHeader,
     CsvIssue,
     CsvLimits,

@@ -14,7 +14,7 @@ import io
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from imgcore.csvio import HEADER_ALIASES, CsvValidationError, Product
+from imgcore._csvio import HEADER_ALIASES, CsvValidationError, Product
 from support.csvgen import image_url, parse_chunks
 
 PROPERTY = settings(max_examples=150, deadline=None)

@@ -12,7 +12,7 @@ import anyio
 import msgspec
 import pytest
 from imgcore import Config, CsvValidationError, Engine, RequestNotFoundError
-from imgcore.csvio import iter_products
+from imgcore._csvio import iter_products
 from imgcore.notify.webhook import WebhookURLError
 from imgcore.states import ImageStatus, RequestStatus
 from support.csvgen import PHOTOS, make_csv, photo_urls

@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import quote
 
 import msgspec
-from imgcore.csvio import CsvIssue, CsvValidationError
+from imgcore._csvio import CsvIssue, CsvValidationError
 from imgcore.engine import RequestNotFoundError
 from imgcore.errors import ImgcoreError
 from imgcore.notify.webhook import WebhookURLError

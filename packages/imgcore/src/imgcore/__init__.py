@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
+    from imgcore._csvio import CsvIssue, CsvLimits, CsvValidationError
     from imgcore.compress import CompressedImage, CompressOptions, ImageError
     from imgcore.config import Config, ConfigError
-    from imgcore.csvio import CsvIssue, CsvLimits, CsvValidationError
     from imgcore.engine import Engine, ImageNotFoundError, RequestNotFoundError
     from imgcore.errors import ImgcoreError
     from imgcore.fetch import Fetcher, FetchError, FetchOptions
@@ -30,9 +30,9 @@ _EXPORTS = {
     "ImageError": "imgcore.compress",
     "Config": "imgcore.config",
     "ConfigError": "imgcore.config",
-    "CsvIssue": "imgcore.csvio",
-    "CsvLimits": "imgcore.csvio",
-    "CsvValidationError": "imgcore.csvio",
+    "CsvIssue": "imgcore._csvio",
+    "CsvLimits": "imgcore._csvio",
+    "CsvValidationError": "imgcore._csvio",
     "Engine": "imgcore.engine",
     "ImageNotFoundError": "imgcore.engine",
     "RequestNotFoundError": "imgcore.engine",

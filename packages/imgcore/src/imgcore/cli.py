@@ -16,8 +16,8 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from imgcore import __version__
+from imgcore._csvio import CsvValidationError
 from imgcore.config import Config
-from imgcore.csvio import CsvValidationError
 from imgcore.errors import ImgcoreError
 from imgcore.tuning import limit_malloc_arenas
 

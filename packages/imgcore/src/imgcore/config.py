@@ -15,8 +15,8 @@ import msgspec
 from imgcore.errors import ImgcoreError
 
 if TYPE_CHECKING:
+    from imgcore._csvio import CsvLimits
     from imgcore.compress import CompressOptions
-    from imgcore.csvio import CsvLimits
     from imgcore.fetch import FetchOptions
 
 __all__ = ["ENV_PREFIX", "Config", "ConfigError", "env_name"]
@@ -166,7 +166,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
 
     def csv_limits(self) -> CsvLimits:
         """The CSV limits this config sets."""
-        from imgcore.csvio import CsvLimits
+        from imgcore._csvio import CsvLimits
 
         return CsvLimits(
             max_rows=self.csv_max_rows,

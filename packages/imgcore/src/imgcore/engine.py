@@ -20,8 +20,8 @@ import pluggy
 import sqlalchemy as sa
 
 from imgcore import db
+from imgcore._csvio import CsvHeader, CsvParser, OutputRow, Product, write_output_csv
 from imgcore.config import Config, ConfigError
-from imgcore.csvio import CsvHeader, CsvParser, OutputRow, Product, write_output_csv
 from imgcore.db import repo
 from imgcore.db.connect import is_sqlite, normalize_url
 from imgcore.db.migrate import current_revision, head_revision
@@ -219,7 +219,7 @@ class Engine:
     ) -> UUID:
         """Validate and store a CSV in one transaction; returns the new request's id.
 
-        Raises :class:`imgcore.csvio.CsvValidationError` (and stores nothing) when the CSV
+        Raises :class:`imgcore.CsvValidationError` (and stores nothing) when the CSV
         is invalid. The input is validated while it streams in — a bad file fails as soon as
         the problem arrives — and spooled; rows are inserted once the whole file is valid, so
         a slow upload never holds a database transaction (on SQLite, the write lock) open.

@@ -10,8 +10,7 @@ from pathlib import Path
 import anyio
 import msgspec
 
-from imgcore.compress import CompressOptions, ImageError
-from imgcore.csvio import (
+from imgcore._csvio import (
     CsvHeader,
     CsvLimits,
     CsvParser,
@@ -20,6 +19,7 @@ from imgcore.csvio import (
     iter_products,
     write_output_csv,
 )
+from imgcore.compress import CompressOptions, ImageError
 from imgcore.fetch import Fetcher, FetchError, FetchOptions
 from imgcore.pipeline import Compressor
 
@@ -73,7 +73,7 @@ async def process_csv(
 
     Images go to ``out_dir/<serial>-<n>.<ext>``; the output CSV (default
     ``out_dir/output.csv``) adds ``Output Image Urls`` — the files' paths, or URLs under
-    ``base_url``. Raises :class:`imgcore.csvio.CsvValidationError` before any download when
+    ``base_url``. Raises :class:`imgcore.CsvValidationError` before any download when
     the CSV is invalid.
     """
     limits = limits or CsvLimits()
