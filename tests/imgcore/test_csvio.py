@@ -425,6 +425,28 @@ def test_row_count_at_the_limit_is_accepted() -> None:
     assert len(parse(csv_bytes(product_rows(2)), CsvLimits(max_rows=2))) == 2
 
 
+def test_blank_rows_count_against_the_row_limit() -> None:
+    found = issues(HEAD + row(1) + b",,\n , ,\n\n" + row(2), CsvLimits(max_rows=3))
+    assert [(i.row, i.reason) for i in found] == [(5, "too_many_rows")]
+
+
+def test_blank_lines_before_the_header_count_against_the_row_limit() -> None:
+    issue = one_issue(b"\n" * 5 + HEAD + row(1), CsvLimits(max_rows=3))
+    assert (issue.row, issue.reason) == (4, "too_many_rows")
+
+
+def test_a_file_of_blank_rows_stops_at_the_row_limit_while_it_is_read() -> None:
+    parser = CsvParser(CsvLimits(max_rows=10), window_bytes=64)
+    with pytest.raises(CsvValidationError) as info:
+        parser.feed(HEAD + b",,\n" * 1000)
+    assert [(i.row, i.reason) for i in info.value.issues] == [(12, "too_many_rows")]
+
+
+def test_data_and_blank_rows_up_to_the_row_limit_are_accepted() -> None:
+    products = parse(HEAD + row(1) + b",,\n" + row(2), CsvLimits(max_rows=3))
+    assert [p.serial for p in products] == [1, 2]
+
+
 def test_row_with_more_cells_than_the_column_limit_stops_parsing() -> None:
     found = issues(HEAD + b"1,Mug,x,4,5\n" + row(0), CsvLimits(max_columns=4))
     assert [(i.row, i.reason) for i in found] == [(2, "too_many_columns")]
@@ -560,6 +582,13 @@ def test_counters_follow_the_input() -> None:
     parser.feed(data)
     parser.finish()
     assert (parser.bytes_read, parser.rows_read) == (len(data), 2)
+
+
+def test_blank_rows_are_counted_apart_from_data_rows() -> None:
+    parser = CsvParser()
+    parser.feed(b"\n" + HEAD + row(1) + b",,\n\n" + row(2))
+    parser.finish()
+    assert (parser.rows_read, parser.blank_rows) == (2, 3)
 
 
 def test_parser_refuses_input_after_finish() -> None:

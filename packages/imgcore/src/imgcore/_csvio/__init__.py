@@ -15,6 +15,7 @@ Input format (the original Django app's)::
   be expressed in this format: percent-encode it as ``%2C``.
 * Blank lines, and rows whose cells are all blank (spreadsheets export those), are skipped.
   They still count in row numbers, which are physical record numbers: the header is row 1.
+  They also count against ``CsvLimits.max_rows``, since skipping them is work too.
 
 Problems are collected, up to ``CsvLimits.max_errors``, and raised together as one
 ``CsvValidationError`` at the end, so a user sees every problem at once. Input that cannot be

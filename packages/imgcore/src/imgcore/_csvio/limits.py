@@ -31,6 +31,7 @@ class CsvLimitsError(ImgcoreError, ValueError):
 class CsvLimits(msgspec.Struct, frozen=True, kw_only=True):
     """Limits applied while parsing an input CSV; every one is configurable."""
 
+    #: Most records besides the header. Blank rows count too: they cost work to skip.
     max_rows: int = 1_000_000
     max_columns: int = 64
     max_urls_per_row: int = 50

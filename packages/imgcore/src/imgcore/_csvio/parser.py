@@ -60,7 +60,7 @@ class CsvParser:
         self.bytes_read = 0
         #: Data rows read so far, valid or not (the header and blank rows are not counted).
         self.rows_read = 0
-        #: Blank rows skipped so far, before the header too.
+        #: Blank rows skipped so far, before the header too; they count against max_rows.
         self.blank_rows = 0
         self._window = window_bytes
         self._inbox = bytearray()  # fed bytes not yet processed (less than one window)
@@ -371,11 +371,15 @@ class CsvParser:
 
     def _count_row(self, rec: int) -> None:
         self.rows_read += 1
-        if self.rows_read > self.limits.max_rows:
+        if self.rows_read + self.blank_rows > self.limits.max_rows:
             self._too_many_rows(rec)
 
     def _count_blank(self, rec: int) -> None:
+        # Skipping a blank row costs about what checking a short row does, so a file of
+        # nothing but blank rows is bounded by the same limit.
         self.blank_rows += 1
+        if self.rows_read + self.blank_rows > self.limits.max_rows:
+            self._too_many_rows(rec)
 
     def _too_many_rows(self, rec: int) -> NoReturn:
         self._fail(
