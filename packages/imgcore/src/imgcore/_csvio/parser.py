@@ -10,7 +10,13 @@ from typing import BinaryIO, Final, NoReturn
 import msgspec
 
 from imgcore._csvio.header import CsvHeader, count_cells, read_header
-from imgcore._csvio.limits import CsvIssue, CsvLimits, CsvLimitsError, CsvValidationError
+from imgcore._csvio.limits import (
+    CsvIssue,
+    CsvLimits,
+    CsvLimitsError,
+    CsvValidationError,
+    Problem,
+)
 from imgcore._csvio.records import bad_quote_cell, open_cell
 from imgcore._csvio.rules import (
     SeenSerials,
@@ -347,27 +353,35 @@ class CsvParser:
                 self._fail(rec, None, *fatal)
             self._add(rec, None, *problem)
             return None
-        serial_index, name_index, urls_index = self._indices
-        problems = oversized_cells(row, limits)
-        # A row with an oversized cell is judged on that alone: its serial is not recorded.
-        if not problems:
-            serial, problem = serial_problem(row[serial_index], self._serials)
-            if problem is not None:
-                problems.append((serial_index, problem))
-            name = row[name_index].strip()
-            problem = name_problem(name)
-            if problem is not None:
-                problems.append((name_index, problem))
-            urls = split_urls(row[urls_index])
-            problems += [(urls_index, problem) for problem in self._urls.problems(urls)]
-        self._count_row(rec)
-        if problems:
-            columns = self._columns
-            for index, (reason, message) in problems:
-                self._add(rec, columns[index], reason, message)
+        oversized = oversized_cells(row, limits)
+        if oversized:
+            # Judged on that alone: the serial of such a row is not recorded.
+            self._reject(rec, oversized)
             return None
+        serial_index, name_index, urls_index = self._indices
+        problems: list[tuple[int, Problem]] = []
+        serial, problem = serial_problem(row[serial_index], self._serials)
+        if problem is not None:
+            problems.append((serial_index, problem))
+        name = row[name_index].strip()
+        problem = name_problem(name)
+        if problem is not None:
+            problems.append((name_index, problem))
+        urls = split_urls(row[urls_index])
+        problems += [(urls_index, problem) for problem in self._urls.problems(urls)]
+        if problems:
+            self._reject(rec, problems)
+            return None
+        self._count_row(rec)
         extra = tuple([row[i] for i in self._extra_indices]) if self._extra_indices else ()
         return Product(row=rec, serial=serial, name=name, urls=tuple(urls), extra=extra)
+
+    def _reject(self, rec: int, problems: list[tuple[int, Problem]]) -> None:
+        """Count a row that breaks rules and record its problems, by cell position."""
+        self._count_row(rec)
+        columns = self._columns
+        for index, (reason, message) in problems:
+            self._add(rec, columns[index], reason, message)
 
     def _count_row(self, rec: int) -> None:
         self.rows_read += 1
