@@ -21,6 +21,7 @@ from imgcore._csvio.records import bad_quote_cell, open_cell
 from imgcore._csvio.rules import (
     SeenSerials,
     cell_count_problem,
+    cell_too_long,
     is_blank,
     name_problem,
     oversized_cells,
@@ -293,12 +294,7 @@ class CsvParser:
                     )
                     break
                 if "field larger than field limit" in str(exc):
-                    self._add(
-                        self._records,
-                        None,
-                        "cell_too_long",
-                        f"a cell is longer than {self.limits.max_cell_bytes} bytes",
-                    )
+                    self._add(self._records, None, *cell_too_long(self.limits))
                 else:
                     record = "".join(io.StringIO(text, newline="").readlines()[record_start:mark])
                     index = bad_quote_cell(record, self._ncols)
@@ -385,23 +381,22 @@ class CsvParser:
 
     def _count_row(self, rec: int) -> None:
         self.rows_read += 1
-        if self.rows_read + self.blank_rows > self.limits.max_rows:
-            self._too_many_rows(rec)
+        self._check_row_limit(rec)
 
     def _count_blank(self, rec: int) -> None:
-        # Skipping a blank row costs about what checking a short row does, so a file of
-        # nothing but blank rows is bounded by the same limit.
         self.blank_rows += 1
-        if self.rows_read + self.blank_rows > self.limits.max_rows:
-            self._too_many_rows(rec)
+        self._check_row_limit(rec)
 
-    def _too_many_rows(self, rec: int) -> NoReturn:
-        self._fail(
-            rec,
-            None,
-            "too_many_rows",
-            f"the file has more than {self.limits.max_rows} rows",
-        )
+    def _check_row_limit(self, rec: int) -> None:
+        # Blank rows count too: skipping one costs about what checking a short row does, so
+        # a file of nothing but blank rows is bounded by the same limit.
+        if self.rows_read + self.blank_rows > self.limits.max_rows:
+            self._fail(
+                rec,
+                None,
+                "too_many_rows",
+                f"the file has more than {self.limits.max_rows} rows",
+            )
 
 
 class CsvReader:

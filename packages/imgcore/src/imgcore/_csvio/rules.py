@@ -15,6 +15,7 @@ __all__ = [
     "MAX_SERIAL",
     "SeenSerials",
     "cell_count_problem",
+    "cell_too_long",
     "is_blank",
     "name_problem",
     "oversized_cells",
@@ -62,16 +63,18 @@ def oversized_cells(row: Sequence[str], limits: CsvLimits) -> list[tuple[int, Pr
     problems = []
     for index, cell in enumerate(row):
         if len(cell) * 4 > max_bytes and (size := len(cell.encode())) > max_bytes:
-            problems.append(
-                (
-                    index,
-                    (
-                        "cell_too_long",
-                        f"the cell has {size} bytes; at most {max_bytes} are allowed",
-                    ),
-                )
-            )
+            problems.append((index, cell_too_long(limits, size)))
     return problems
+
+
+def cell_too_long(limits: CsvLimits, size: int | None = None) -> Problem:
+    """The problem of a cell longer than ``limits.max_cell_bytes``; ``size`` if it is known."""
+    if size is None:  # the csv module refused the cell before it was measured
+        return "cell_too_long", f"a cell is longer than {limits.max_cell_bytes} bytes"
+    return (
+        "cell_too_long",
+        f"the cell has {size} bytes; at most {limits.max_cell_bytes} are allowed",
+    )
 
 
 class SeenSerials:
