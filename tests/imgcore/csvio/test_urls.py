@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
+from imgcore._csvio.urls import url_problem
 from support.csvcheck import HEAD, URL, URL2, issues, one_issue, outcome, parse, row
 from support.csvgen import parse_chunks
 
@@ -122,3 +123,24 @@ def test_a_url_verdict_does_not_depend_on_the_other_urls_of_its_row(url: str) ->
         assert [p.urls for p in beside] == [(*p.urls, "http://[::1]/x.jpg") for p in alone]
     else:
         assert outcome(beside) == outcome(alone)
+
+
+_HOSTS = st.sampled_from(
+    ["a.example", "127.0.0.1:8002", "b-c.example.:443", "[::1]:80", "bücher.example", "a@b", "a:0"]
+)
+_TAILS = st.builds(
+    "{}{}".format,
+    st.sampled_from(["", "/", "?", "#", ":80/", "@x/"]),
+    st.text(st.sampled_from(" \t\x7f\x85\u200b\u00a0é/a?#@:") | st.characters(), max_size=6),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_HOSTS, st.sampled_from(["http://", "https://", "HTTP://", "http:/", "ftp://"]), _TAILS)
+def test_a_url_verdict_does_not_depend_on_the_hosts_judged_before_it(
+    host: str, scheme: str, tail: str
+) -> None:
+    good_authorities: set[str] = set()
+    url_problem(f"https://{host}/", good_authorities)  # remembers the host if it is fine
+    url = f"{scheme}{host}{tail}"
+    assert url_problem(url, good_authorities) == url_problem(url)
