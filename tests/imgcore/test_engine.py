@@ -12,8 +12,8 @@ import anyio
 import msgspec
 import pytest
 from imgcore import Config, CsvValidationError, Engine, RequestNotFoundError
+from imgcore._csvio import iter_products
 from imgcore._notify.webhook import WebhookURLError
-from imgcore.csvio import iter_products
 from imgcore.states import ImageStatus, RequestStatus
 from support.csvgen import PHOTOS, make_csv, photo_urls
 from support.origin import OriginServer

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
-from imgcore.csvio import CsvLimits, CsvParser, CsvValidationError, Product
+from imgcore._csvio import CsvLimits, CsvParser, CsvValidationError, Product
 
 if TYPE_CHECKING:
     from support.origin import OriginServer

@@ -14,8 +14,8 @@ from typing import Any
 from urllib.parse import quote
 
 import msgspec
+from imgcore import CsvIssue, CsvValidationError
 from imgcore._notify.webhook import WebhookURLError
-from imgcore.csvio import CsvIssue, CsvValidationError
 from imgcore.errors import ImgcoreError, RequestNotFoundError
 from litestar import Request, Response
 from litestar.datastructures import ResponseHeader

@@ -15,9 +15,9 @@ from imgcore._version import __version__
 if TYPE_CHECKING:
     from imgcore._compress import CompressedImage, CompressOptions, ImageError, compress
     from imgcore._compression.tuning import limit_malloc_arenas
+    from imgcore._csvio import CsvIssue, CsvLimits, CsvValidationError
     from imgcore._fetch import Fetcher, FetchError, FetchOptions
     from imgcore.config import Config, ConfigError
-    from imgcore.csvio import CsvIssue, CsvLimits, CsvValidationError
     from imgcore.engine import Engine
     from imgcore.errors import (
         ImageNotFoundError,
@@ -37,9 +37,9 @@ _EXPORTS = {
     "limit_malloc_arenas": "imgcore._compression.tuning",
     "Config": "imgcore.config",
     "ConfigError": "imgcore.config",
-    "CsvIssue": "imgcore.csvio",
-    "CsvLimits": "imgcore.csvio",
-    "CsvValidationError": "imgcore.csvio",
+    "CsvIssue": "imgcore._csvio",
+    "CsvLimits": "imgcore._csvio",
+    "CsvValidationError": "imgcore._csvio",
     "Engine": "imgcore.engine",
     "ImageNotFoundError": "imgcore.errors",
     "RequestNotFoundError": "imgcore.errors",

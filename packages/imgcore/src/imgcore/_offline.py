@@ -12,8 +12,7 @@ import msgspec
 
 from imgcore._compress import CompressOptions, ImageError
 from imgcore._compression.pool import Compressor
-from imgcore._fetch import Fetcher, FetchError, FetchOptions
-from imgcore.csvio import (
+from imgcore._csvio import (
     CsvHeader,
     CsvLimits,
     CsvParser,
@@ -22,6 +21,7 @@ from imgcore.csvio import (
     iter_products,
     write_output_csv,
 )
+from imgcore._fetch import Fetcher, FetchError, FetchOptions
 
 __all__ = ["ImageFailure", "ProcessSummary", "process_csv"]
 
@@ -73,7 +73,7 @@ async def process_csv(
 
     Images go to ``out_dir/<serial>-<n>.<ext>``; the output CSV (default
     ``out_dir/output.csv``) adds ``Output Image Urls`` — the files' paths, or URLs under
-    ``base_url``. Raises :class:`imgcore.csvio.CsvValidationError` before any download when
+    ``base_url``. Raises :class:`imgcore.CsvValidationError` before any download when
     the CSV is invalid.
     """
     limits = limits or CsvLimits()

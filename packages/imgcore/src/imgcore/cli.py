@@ -16,9 +16,9 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from imgcore._compression.tuning import limit_malloc_arenas
+from imgcore._csvio import CsvValidationError
 from imgcore._version import __version__
 from imgcore.config import Config
-from imgcore.csvio import CsvValidationError
 from imgcore.errors import ImgcoreError
 
 __all__ = ["main"]

@@ -17,8 +17,8 @@ from imgcore.errors import ImgcoreError
 
 if TYPE_CHECKING:
     from imgcore._compress import CompressOptions
+    from imgcore._csvio import CsvLimits
     from imgcore._fetch import FetchOptions
-    from imgcore.csvio import CsvLimits
 
 __all__ = ["ENV_PREFIX", "Config", "ConfigError", "env_name", "read_env"]
 
@@ -100,7 +100,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
         bool,
         _doc("Keep a JPEG source as it is when re-encoding would make it larger"),
     ] = True
-    csv_max_rows: Annotated[int, _doc("Most data rows in one CSV", gt=0)] = 1_000_000
+    csv_max_rows: Annotated[int, _doc("Most rows in one CSV, blank ones too", gt=0)] = 1_000_000
     csv_max_columns: Annotated[int, _doc("Most columns in one CSV", gt=0)] = 64
     csv_max_urls_per_row: Annotated[int, _doc("Most image URLs in one row", gt=0)] = 50
     csv_max_cell_bytes: Annotated[int, _doc("Largest cell in bytes", gt=0)] = 64 * 1024
@@ -156,7 +156,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
 
     def csv_limits(self) -> CsvLimits:
         """The CSV limits this config sets."""
-        from imgcore.csvio import CsvLimits
+        from imgcore._csvio import CsvLimits
 
         return CsvLimits(
             max_rows=self.csv_max_rows,

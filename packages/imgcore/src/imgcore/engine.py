@@ -23,6 +23,7 @@ import sqlalchemy as sa
 from imgcore import _db as db
 from imgcore._clock import utcnow
 from imgcore._compression.pool import Compressor
+from imgcore._csvio import CsvHeader, CsvParser, OutputRow, Product, write_output_csv
 from imgcore._db import repo
 from imgcore._db.connect import is_sqlite, normalize_url
 from imgcore._db.migrate import current_revision, head_revision
@@ -36,7 +37,6 @@ from imgcore._storage.filesystem import FileStorage
 from imgcore._thumbnails import Thumbnails
 from imgcore.config import Config, ConfigError
 from imgcore.contracts import Executor, Notifier, Storage
-from imgcore.csvio import CsvHeader, CsvParser, OutputRow, Product, write_output_csv
 from imgcore.errors import ImageNotFoundError, RequestNotFoundError
 from imgcore.models import DeliveryInfo, ProductInfo, ProductProgress, RequestInfo
 from imgcore.states import ImageStatus
@@ -202,7 +202,7 @@ class Engine:
     ) -> UUID:
         """Validate and store a CSV in one transaction; returns the new request's id.
 
-        Raises :class:`imgcore.csvio.CsvValidationError` (and stores nothing) when the CSV
+        Raises :class:`imgcore.CsvValidationError` (and stores nothing) when the CSV
         is invalid. The input is validated while it streams in — a bad file fails as soon as
         the problem arrives — and spooled; rows are inserted once the whole file is valid, so
         a slow upload never holds a database transaction (on SQLite, the write lock) open.

@@ -3,9 +3,9 @@
 A body sent through a process pool's pipe is pickled, written in small pieces and read back
 the same way, with a thread switch at every step: for a photograph that costs more CPU than
 downloading it (docs/performance.md). Written once to a file on ``/dev/shm`` (memory, not
-disk) and read once by the worker, it costs two copies. The files are slots used again and again, so their
-memory is allocated once, not once per image. Where there is no ``/dev/shm`` there is no
-spool, and bodies go through the pipe as before.
+disk) and read once by the worker, it costs two copies. The files are slots used again and
+again, so their memory is allocated once, not once per image. Where there is no ``/dev/shm``
+there is no spool, and bodies go through the pipe as before.
 """
 
 from __future__ import annotations

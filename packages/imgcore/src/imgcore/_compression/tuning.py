@@ -56,8 +56,8 @@ def cache_image_memory(max_bytes: int = IMAGE_MEMORY_CACHE) -> int:
     By default Pillow hands every image's pixels back to the system when the image is freed,
     and the next image of the same size takes them again, page fault by page fault, with the
     kernel zeroing every page before the decoder fills it. Keeping up to ``max_bytes`` of
-    freed blocks removes that cost; a worker's resident memory stays at its peak instead of falling between images.
-    ``PILLOW_BLOCKS_MAX`` in the environment wins over this.
+    freed blocks removes that cost; a worker's resident memory stays at its peak instead of
+    falling between images. ``PILLOW_BLOCKS_MAX`` in the environment wins over this.
     """
     from PIL import Image
 

@@ -3,7 +3,7 @@ module (an independent writer) with any header spelling, column order, quoting a
 lines parse back to exactly their rows, and valid or broken, a file gives the same verdict
 however it is cut into chunks and whatever the parser's window.
 
-(``test_csvio.py`` has the same chunking property on arbitrary bytes, which mostly fail at
+(``test_parser.py`` has the same chunking property on arbitrary bytes, which mostly fail at
 the header; these reach deep into files, across window boundaries.)
 """
 
@@ -14,7 +14,7 @@ import io
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from imgcore.csvio import HEADER_ALIASES, CsvValidationError, Product
+from imgcore._csvio import HEADER_ALIASES, CsvValidationError, Product
 from support.csvgen import image_url, parse_chunks
 
 PROPERTY = settings(max_examples=150, deadline=None)
