@@ -21,7 +21,8 @@ import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 from imgapi import Settings, create_app
-from imgcore._notify.webhook import WebhookURLError, validate_webhook_url
+from imgcore import WebhookURLError
+from imgcore._netguard import validate_webhook_url
 from imgcore.csvio import CsvParser, CsvValidationError
 from litestar import Litestar
 from litestar.testing import TestClient

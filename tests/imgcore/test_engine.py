@@ -11,8 +11,7 @@ from typing import Any
 import anyio
 import msgspec
 import pytest
-from imgcore import Config, CsvValidationError, Engine, RequestNotFoundError
-from imgcore._notify.webhook import WebhookURLError
+from imgcore import Config, CsvValidationError, Engine, RequestNotFoundError, WebhookURLError
 from imgcore.csvio import iter_products
 from imgcore.states import ImageStatus, RequestStatus
 from support.csvgen import PHOTOS, make_csv, photo_urls

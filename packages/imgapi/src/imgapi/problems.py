@@ -14,10 +14,8 @@ from typing import Any
 from urllib.parse import quote
 
 import msgspec
-from imgcore._notify.webhook import WebhookURLError
+from imgcore import ImgcoreError, RequestNotFoundError, WebhookURLError
 from imgcore.csvio import CsvIssue, CsvValidationError
-from imgcore.engine import RequestNotFoundError
-from imgcore.errors import ImgcoreError
 from litestar import Request, Response
 from litestar.datastructures import ResponseHeader
 from litestar.exceptions import HTTPException, ValidationException

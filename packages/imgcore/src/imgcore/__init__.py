@@ -15,11 +15,11 @@ __version__ = "0.1.0"
 
 if TYPE_CHECKING:
     from imgcore._compress import CompressedImage, CompressOptions, ImageError
-    from imgcore._fetch import Fetcher, FetchError, FetchOptions
+    from imgcore._fetch import Fetcher, FetchOptions
     from imgcore.config import Config, ConfigError
     from imgcore.csvio import CsvIssue, CsvLimits, CsvValidationError
     from imgcore.engine import Engine, ImageNotFoundError, RequestNotFoundError
-    from imgcore.errors import ImgcoreError
+    from imgcore.errors import FetchError, ImgcoreError, WebhookURLError
     from imgcore.hookspecs import hookimpl
     from imgcore.models import ImageInfo, ProductInfo, RequestInfo
     from imgcore.states import ImageStatus, RequestStatus
@@ -37,7 +37,8 @@ _EXPORTS = {
     "ImageNotFoundError": "imgcore.engine",
     "RequestNotFoundError": "imgcore.engine",
     "ImgcoreError": "imgcore.errors",
-    "FetchError": "imgcore._fetch",
+    "FetchError": "imgcore.errors",
+    "WebhookURLError": "imgcore.errors",
     "FetchOptions": "imgcore._fetch",
     "Fetcher": "imgcore._fetch",
     "hookimpl": "imgcore.hookspecs",
@@ -69,6 +70,7 @@ __all__ = [
     "RequestInfo",
     "RequestNotFoundError",
     "RequestStatus",
+    "WebhookURLError",
     "__version__",
     "hookimpl",
 ]

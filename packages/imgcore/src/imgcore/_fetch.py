@@ -24,7 +24,6 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from ipaddress import ip_address
 from types import TracebackType
 from typing import Any
 
@@ -38,13 +37,8 @@ from yarl import URL
 
 from imgcore import __version__
 from imgcore._compress import sniff_format
-from imgcore._netguard import (
-    AllowList,
-    BlockedAddressError,
-    FetchError,
-    check_ip,
-    resolve_checked,
-)
+from imgcore._netguard import AllowList, check_url, resolve_checked
+from imgcore.errors import BlockedAddressError, FetchError
 
 __all__ = [
     "BlockedAddressError",
@@ -261,47 +255,6 @@ def _invalid(url: str, why: str) -> FetchError:
     return FetchError(f"{why}: {url}", reason="invalid_url", url=url)
 
 
-def _checked_url(url: str | URL, allow: AllowList) -> URL:
-    """``url`` parsed as aiohttp will use it; invalid or blocked IP literals raise here."""
-    try:
-        parsed = url if isinstance(url, URL) else URL(url)
-        port = parsed.port
-    except (ValueError, TypeError) as exc:
-        raise _invalid(str(url), f"invalid URL ({exc})") from None
-    text = str(url)
-    if parsed.scheme not in ("http", "https"):
-        raise _invalid(text, "only http and https URLs can be fetched")
-    host = parsed.raw_host
-    if not host:
-        raise _invalid(text, "URL has no host")
-    if parsed.raw_user is not None or parsed.raw_password is not None:
-        raise _invalid(text, "URL carries credentials")
-    if port is not None and not 0 < port < 65536:
-        raise _invalid(text, "URL port out of range")
-    _check_literal(host, text, allow)
-    return parsed
-
-
-def _check_literal(host: str, url: str, allow: AllowList) -> None:
-    # aiohttp connects to an IP literal without asking the resolver, so it is checked here.
-    try:
-        literal = ip_address(host)
-    except ValueError:
-        pass
-    else:
-        try:
-            check_ip(literal, allow)
-        except BlockedAddressError as exc:
-            raise BlockedAddressError(f"{exc.message}: {url}", url=url) from None
-        return
-    try:
-        socket.inet_aton(host)
-    except OSError:
-        return  # a host name: the resolver checks its addresses
-    # 2130706433, 0x7f.1, 127.1, 0177.0.0.1: what each means depends on who parses it.
-    raise _invalid(url, f"{host!r} is not a canonical IPv4 address")
-
-
 def _too_large(url: str, limit: int) -> FetchError:
     return FetchError(f"body larger than {limit} bytes: {url}", reason="too_large", url=url)
 
@@ -443,7 +396,7 @@ class Fetcher:
         budget = self.options.total_timeout
         current = url
         for _ in range(self.options.max_redirects + 1):
-            target = _checked_url(current, self._allow)
+            target = check_url(current, self._allow)
             async with self._slot(target.raw_host or ""):
                 hop_started = time.monotonic()
                 try:
@@ -527,7 +480,7 @@ class Fetcher:
                 f"invalid redirect Location {location!r} ({exc}) from {response.url}",
                 reason="protocol_error",
             ) from None
-        _checked_url(target, self._allow)
+        check_url(target, self._allow)
         return target
 
     async def _read_body(self, response: aiohttp.ClientResponse) -> bytes:
