@@ -262,6 +262,18 @@ async def test_a_webhook_url_outside_the_allow_list_is_refused(engine: Engine) -
     assert await engine.list_requests() == ([], 0)
 
 
+@pytest.mark.parametrize("host", ["2130706433", "0x7f.1", "0x7f000001", "127.1", "0177.0.0.1"])
+async def test_a_webhook_url_with_a_legacy_ipv4_spelling_is_refused(
+    engine: Engine, host: str
+) -> None:
+    # 127.0.0.1 is allowed, yet its odd spellings are refused, as for image URLs.
+    with pytest.raises(WebhookURLError, match="not a canonical IPv4 address"):
+        await engine.submit_csv(
+            make_csv([["http://127.0.0.1/x.jpg"]]), webhook_url=f"http://{host}:9/hook"
+        )
+    assert await engine.list_requests() == ([], 0)
+
+
 async def test_image_ended_hook_sees_every_image_and_its_errors_are_contained(
     tmp_path: Path, origin: OriginServer
 ) -> None:

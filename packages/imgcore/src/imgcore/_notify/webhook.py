@@ -19,7 +19,7 @@ import httpx
 import msgspec
 
 from imgcore import __version__
-from imgcore._fetch import guarded_client
+from imgcore._http import guarded_client
 from imgcore._netguard import AllowList
 from imgcore.config import Config, ConfigError
 from imgcore.contracts import DeliveryClaim, DeliveryOutcome, Notifier, Settlement
@@ -102,7 +102,9 @@ class WebhookNotifier:
         timestamp = int(time.time())
         if self._client is None:
             self._client = guarded_client(
-                AllowList.parse(self.config.fetch_allow), timeout=self.config.webhook_timeout
+                AllowList.parse(self.config.fetch_allow),
+                timeout=self.config.webhook_timeout,
+                pool="httpcore",  # reads the status of any answer, even a 204 with a body
             )
         try:
             # httpx's timeout bounds each read; this bounds the whole call, so a receiver
@@ -127,8 +129,11 @@ class WebhookNotifier:
             return DeliveryOutcome(delivered=False, retry=False, error=str(exc))
         except FetchError as exc:
             # Unlike a download, a receiver whose name does not resolve today may be back
-            # tomorrow: only the address guard's refusal is final.
-            return DeliveryOutcome(delivered=False, retry=True, error=str(exc))
+            # tomorrow: only the guard's refusals (the address, the URL itself) are final.
+            retry = exc.reason != "invalid_url"
+            return DeliveryOutcome(delivered=False, retry=retry, error=str(exc))
+        except httpx.InvalidURL as exc:  # refused by httpx before the guard saw it
+            return DeliveryOutcome(delivered=False, retry=False, error=f"invalid URL: {exc}")
         except httpx.HTTPError as exc:
             return DeliveryOutcome(
                 delivered=False, retry=True, error=f"{type(exc).__name__}: {exc}"
