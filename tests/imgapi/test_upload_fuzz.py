@@ -21,8 +21,9 @@ import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 from imgapi import Settings, create_app
+from imgcore import WebhookURLError
 from imgcore._csvio import CsvParser, CsvValidationError
-from imgcore._notify.webhook import WebhookURLError, validate_webhook_url
+from imgcore._netguard import validate_webhook_url
 from litestar import Litestar
 from litestar.testing import TestClient
 from support.origin import OriginServer

@@ -11,9 +11,8 @@ from typing import Any
 import anyio
 import msgspec
 import pytest
-from imgcore import Config, CsvValidationError, Engine, RequestNotFoundError
+from imgcore import Config, CsvValidationError, Engine, RequestNotFoundError, WebhookURLError
 from imgcore._csvio import iter_products
-from imgcore._notify.webhook import WebhookURLError
 from imgcore.states import ImageStatus, RequestStatus
 from support.csvgen import PHOTOS, make_csv, photo_urls
 from support.origin import OriginServer
@@ -261,6 +260,18 @@ async def test_a_webhook_url_outside_the_allow_list_is_refused(engine: Engine) -
     ):
         with pytest.raises(WebhookURLError):
             await engine.submit_csv(make_csv([["http://127.0.0.1/x.jpg"]]), webhook_url=bad)
+    assert await engine.list_requests() == ([], 0)
+
+
+@pytest.mark.parametrize("host", ["2130706433", "0x7f.1", "0x7f000001", "127.1", "0177.0.0.1"])
+async def test_a_webhook_url_with_a_legacy_ipv4_spelling_is_refused(
+    engine: Engine, host: str
+) -> None:
+    # 127.0.0.1 is allowed, yet its odd spellings are refused, as for image URLs.
+    with pytest.raises(WebhookURLError, match="not a canonical IPv4 address"):
+        await engine.submit_csv(
+            make_csv([["http://127.0.0.1/x.jpg"]]), webhook_url=f"http://{host}:9/hook"
+        )
     assert await engine.list_requests() == ([], 0)
 
 

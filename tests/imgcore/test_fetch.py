@@ -20,9 +20,9 @@ from imgcore._fetch import (
     Fetcher,
     FetchError,
     FetchOptions,
-    guarded_client,
     parse_retry_after,
 )
+from imgcore._http import guarded_client
 from imgcore._netguard import AllowList
 from support.origin import OriginHandler, OriginServer, gzip_bomb_parts
 

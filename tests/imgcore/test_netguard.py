@@ -11,9 +11,12 @@ from imgcore._netguard import (
     FetchError,
     check_addresses,
     check_ip,
+    check_url,
     is_public_address,
     resolve_checked,
+    validate_webhook_url,
 )
+from imgcore.errors import WebhookURLError
 
 NOTHING = AllowList()
 
@@ -211,3 +214,44 @@ async def test_ipv6_loopback_is_blocked() -> None:
 @pytest.mark.anyio
 async def test_allowed_host_name_resolves_without_address_check() -> None:
     assert "127.0.0.1" in await resolve_checked("localhost", 80, AllowList.parse("localhost"))
+
+
+# webhook URLs: the same rules as image URLs (issue #16, finding 7)
+
+LEGACY_LOOPBACK = ["2130706433", "0x7f.1", "0x7f000001", "127.1", "0177.0.0.1"]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("host", LEGACY_LOOPBACK)
+async def test_webhook_url_with_a_legacy_ipv4_spelling_is_refused_even_when_allowed(
+    host: str,
+) -> None:
+    with pytest.raises(WebhookURLError, match="not a canonical IPv4 address"):
+        await validate_webhook_url(f"http://{host}:9/hook", allow=("127.0.0.0/8",))
+
+
+@pytest.mark.anyio
+async def test_webhook_url_with_an_allowed_canonical_address_is_accepted() -> None:
+    await validate_webhook_url("http://127.0.0.1:9/hook", allow=("127.0.0.0/8",))
+
+
+@pytest.mark.anyio
+async def test_webhook_url_with_a_blocked_ip_literal_is_refused() -> None:
+    with pytest.raises(WebhookURLError, match="blocked"):
+        await validate_webhook_url("http://[::ffff:127.0.0.2]:9/hook", allow=("127.0.0.1",))
+
+
+@pytest.mark.parametrize("host", LEGACY_LOOPBACK)
+def test_check_url_refuses_legacy_ipv4_spellings_as_invalid(host: str) -> None:
+    with pytest.raises(FetchError) as caught:
+        check_url(f"http://{host}/x.jpg", AllowList.parse("127.0.0.0/8"))
+    assert caught.value.reason == "invalid_url"
+
+
+def test_check_url_blocks_an_ip_literal_outside_the_allow_list() -> None:
+    with pytest.raises(BlockedAddressError):
+        check_url("http://127.0.0.2/x.jpg", AllowList.parse("127.0.0.1"))
+
+
+def test_check_url_lets_host_names_through_to_resolution() -> None:
+    assert check_url("http://localhost/x.jpg", NOTHING).raw_host == "localhost"

@@ -201,3 +201,17 @@ def test_the_default_schedule_starts_at_5_seconds_and_backs_off() -> None:
     schedule = Config().webhook_retry_schedule
     assert schedule[:4] == (5, 300, 1800, 7200)
     assert list(schedule) == sorted(schedule)
+
+
+@pytest.mark.parametrize("host", ["2130706433", "0x7f.1", "0x7f000001", "127.1", "0177.0.0.1"])
+async def test_a_legacy_ipv4_spelling_is_refused_at_delivery_even_when_allowed(
+    receiver: Receiver, host: str
+) -> None:
+    # Each spelling means 127.0.0.1 to the system resolver, and 127.0.0.0/8 is allowed:
+    # the guard refuses the spelling itself, as it does for image URLs (issue #16, finding 7).
+    hooks = notifier(fetch_allow=("127.0.0.0/8",))
+    outcome = await hooks.deliver(claim(receiver.url.replace("127.0.0.1", host)))
+    await hooks.aclose()
+    assert (outcome.delivered, outcome.retry) == (False, False)
+    assert outcome.error
+    assert receiver.received == []

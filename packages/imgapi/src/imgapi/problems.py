@@ -14,9 +14,13 @@ from typing import Any
 from urllib.parse import quote
 
 import msgspec
-from imgcore import CsvIssue, CsvValidationError
-from imgcore._notify.webhook import WebhookURLError
-from imgcore.errors import ImgcoreError, RequestNotFoundError
+from imgcore import (
+    CsvIssue,
+    CsvValidationError,
+    ImgcoreError,
+    RequestNotFoundError,
+    WebhookURLError,
+)
 from litestar import Request, Response
 from litestar.datastructures import ResponseHeader
 from litestar.exceptions import HTTPException, ValidationException

@@ -16,14 +16,16 @@ if TYPE_CHECKING:
     from imgcore._compress import CompressedImage, CompressOptions, ImageError, compress
     from imgcore._compression.tuning import limit_malloc_arenas
     from imgcore._csvio import CsvIssue, CsvLimits, CsvValidationError
-    from imgcore._fetch import Fetcher, FetchError, FetchOptions
+    from imgcore._fetch import Fetcher, FetchOptions
     from imgcore.config import Config, ConfigError
     from imgcore.engine import Engine
     from imgcore.errors import (
+        FetchError,
         ImageNotFoundError,
         ImgcoreError,
         RequestNotFoundError,
         StorageError,
+        WebhookURLError,
     )
     from imgcore.hookspecs import hookimpl
     from imgcore.models import ImageInfo, ProductInfo, RequestInfo
@@ -45,7 +47,8 @@ _EXPORTS = {
     "RequestNotFoundError": "imgcore.errors",
     "ImgcoreError": "imgcore.errors",
     "StorageError": "imgcore.errors",
-    "FetchError": "imgcore._fetch",
+    "FetchError": "imgcore.errors",
+    "WebhookURLError": "imgcore.errors",
     "FetchOptions": "imgcore._fetch",
     "Fetcher": "imgcore._fetch",
     "hookimpl": "imgcore.hookspecs",
@@ -78,6 +81,7 @@ __all__ = [
     "RequestNotFoundError",
     "RequestStatus",
     "StorageError",
+    "WebhookURLError",
     "__version__",
     "compress",
     "hookimpl",

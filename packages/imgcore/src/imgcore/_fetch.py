@@ -1,50 +1,34 @@
-"""The downloader: one shared aiohttp session behind an SSRF guard, size and time limits, retries.
+"""The downloader: size and time limits, retries and redirects over the one guarded client.
 
-aiohttp rather than httpx for images: its C parser reads an 850 KiB photograph for about
-an eighth of the CPU (docs/performance.md), and downloads share the cores with
-compression. The guard has two parts. Host names go through the connector's resolver,
-which checks every address with :mod:`imgcore._netguard` and hands the connector only
-addresses it checked, so a DNS answer cannot change between the check and the connection.
-IP literals, which aiohttp connects to without resolving, are checked here before each hop,
-and legacy spellings (``2130706433``, ``0x7f.1``, ``127.1``) are refused as invalid URLs.
-Redirects are followed by hand so every hop passes the same checks.
-
-:func:`guarded_client` is the same guard for httpx, which the webhook notifier uses.
+Connections go through :func:`imgcore._http.guarded_client`, the client webhooks use too,
+so the SSRF guard (:mod:`imgcore._netguard`) decides every hop. Redirects are followed by
+hand: each hop's URL is checked here first (for the error to name it), then again by the
+client's transport before it connects.
 """
 
 from __future__ import annotations
 
 import random
-import socket
 import ssl
 import time
 import zlib
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from ipaddress import ip_address
 from types import TracebackType
-from typing import Any
 
-import aiohttp
-import aiohttp.abc
 import anyio
-import httpcore
 import httpx
 import msgspec
 from yarl import URL
 
-from imgcore import __version__
+from imgcore._version import __version__
 from imgcore._compress import sniff_format
-from imgcore._netguard import (
-    AllowList,
-    BlockedAddressError,
-    FetchError,
-    check_ip,
-    resolve_checked,
-)
+from imgcore._http import guarded_client
+from imgcore._netguard import AllowList, check_url
+from imgcore.errors import BlockedAddressError, FetchError
 
 __all__ = [
     "BlockedAddressError",
@@ -52,7 +36,6 @@ __all__ = [
     "FetchOptions",
     "FetchedImage",
     "Fetcher",
-    "guarded_client",
     "parse_retry_after",
 ]
 
@@ -143,106 +126,6 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
     return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
-class _GuardedBackend(httpcore.AnyIOBackend):
-    """Connects only to addresses that :func:`resolve_checked` approved."""
-
-    def __init__(self, allow: AllowList) -> None:
-        self._allow = allow
-
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,  # noqa: ASYNC109 (httpcore's signature)
-        local_address: str | None = None,
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        try:
-            with anyio.fail_after(timeout):
-                addresses = await resolve_checked(host, port, self._allow)
-                failure: httpcore.ConnectError | None = None
-                for address in addresses:
-                    try:
-                        return await super().connect_tcp(
-                            address,
-                            port,
-                            local_address=local_address,
-                            socket_options=socket_options,
-                        )
-                    except httpcore.ConnectError as exc:
-                        failure = exc
-                assert failure is not None
-                raise failure
-        except TimeoutError as exc:
-            raise httpcore.ConnectTimeout(f"connecting to {host}:{port} timed out") from exc
-
-
-def guarded_client(
-    allow: AllowList,
-    *,
-    timeout: float | httpx.Timeout = 5.0,
-    limits: httpx.Limits | None = None,
-    headers: Mapping[str, str] | None = None,
-) -> httpx.AsyncClient:
-    """An httpx client that connects only to public or allowed addresses.
-
-    Blocked hosts raise :class:`BlockedAddressError` from the request; redirects are not
-    followed (follow them by hand, each hop goes through the same guard); proxies and
-    ``.netrc`` from the environment are ignored because they would bypass the guard.
-    """
-    return httpx.AsyncClient(
-        transport=_GuardedTransport(allow, limits or httpx.Limits()),
-        timeout=timeout,
-        headers=headers,
-        follow_redirects=False,
-        trust_env=False,
-    )
-
-
-class _GuardedTransport(httpx.AsyncHTTPTransport):
-    """httpx's transport with its connection pool rebuilt on the guarded backend."""
-
-    def __init__(self, allow: AllowList, limits: httpx.Limits) -> None:
-        super().__init__(limits=limits, trust_env=False)
-        # httpx offers no public way to pass a network backend; if the attribute ever
-        # disappears, fail here rather than run without the guard.
-        if not isinstance(getattr(self, "_pool", None), httpcore.AsyncConnectionPool):
-            raise TypeError("unsupported httpx version: no httpcore pool to guard")
-        self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=httpx.create_ssl_context(),
-            max_connections=limits.max_connections,
-            max_keepalive_connections=limits.max_keepalive_connections,
-            keepalive_expiry=limits.keepalive_expiry,
-            network_backend=_GuardedBackend(allow),
-        )
-
-
-class _GuardedResolver(aiohttp.abc.AbstractResolver):
-    """Resolves through :func:`resolve_checked`: the connector sees only approved addresses."""
-
-    def __init__(self, allow: AllowList) -> None:
-        self._allow = allow
-
-    async def resolve(
-        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-    ) -> list[aiohttp.abc.ResolveResult]:
-        addresses = await resolve_checked(host, port, self._allow)
-        return [
-            aiohttp.abc.ResolveResult(
-                hostname=host,
-                host=address,
-                port=port,
-                family=socket.AF_INET6 if ":" in address else socket.AF_INET,
-                proto=0,
-                flags=socket.AI_NUMERICHOST | socket.AI_NUMERICSERV,
-            )
-            for address in addresses
-        ]
-
-    async def close(self) -> None:
-        """Nothing to release: resolution runs on anyio's resolver."""
-
-
 @dataclass
 class _HostSlots:
     semaphore: anyio.Semaphore
@@ -259,47 +142,6 @@ class _Body:
 
 def _invalid(url: str, why: str) -> FetchError:
     return FetchError(f"{why}: {url}", reason="invalid_url", url=url)
-
-
-def _checked_url(url: str | URL, allow: AllowList) -> URL:
-    """``url`` parsed as aiohttp will use it; invalid or blocked IP literals raise here."""
-    try:
-        parsed = url if isinstance(url, URL) else URL(url)
-        port = parsed.port
-    except (ValueError, TypeError) as exc:
-        raise _invalid(str(url), f"invalid URL ({exc})") from None
-    text = str(url)
-    if parsed.scheme not in ("http", "https"):
-        raise _invalid(text, "only http and https URLs can be fetched")
-    host = parsed.raw_host
-    if not host:
-        raise _invalid(text, "URL has no host")
-    if parsed.raw_user is not None or parsed.raw_password is not None:
-        raise _invalid(text, "URL carries credentials")
-    if port is not None and not 0 < port < 65536:
-        raise _invalid(text, "URL port out of range")
-    _check_literal(host, text, allow)
-    return parsed
-
-
-def _check_literal(host: str, url: str, allow: AllowList) -> None:
-    # aiohttp connects to an IP literal without asking the resolver, so it is checked here.
-    try:
-        literal = ip_address(host)
-    except ValueError:
-        pass
-    else:
-        try:
-            check_ip(literal, allow)
-        except BlockedAddressError as exc:
-            raise BlockedAddressError(f"{exc.message}: {url}", url=url) from None
-        return
-    try:
-        socket.inet_aton(host)
-    except OSError:
-        return  # a host name: the resolver checks its addresses
-    # 2130706433, 0x7f.1, 127.1, 0177.0.0.1: what each means depends on who parses it.
-    raise _invalid(url, f"{host!r} is not a canonical IPv4 address")
 
 
 def _too_large(url: str, limit: int) -> FetchError:
@@ -328,11 +170,11 @@ def _image_format(body: _Body) -> str:
     return image_format
 
 
-def _status_error(response: aiohttp.ClientResponse) -> FetchError:
-    status = response.status
+def _status_error(response: httpx.Response, url: URL) -> FetchError:
+    status = response.status_code
     transient = status == 429 or status >= 500
     return FetchError(
-        f"HTTP {status} from {response.url}",
+        f"HTTP {status} from {url}",
         reason="http_status",
         status=status,
         transient=transient,
@@ -341,8 +183,6 @@ def _status_error(response: aiohttp.ClientResponse) -> FetchError:
 
 
 def _is_tls_failure(exc: BaseException) -> bool:
-    if isinstance(exc, aiohttp.ClientSSLError):
-        return True
     seen: BaseException | None = exc
     while seen is not None:
         if isinstance(seen, ssl.SSLError):
@@ -357,36 +197,31 @@ class Fetcher:
     def __init__(self, options: FetchOptions | None = None) -> None:
         self.options = options or FetchOptions()
         self._allow = AllowList.parse(self.options.allow)
-        # Made on first use: an aiohttp session belongs to the event loop it was made in.
-        self._session: aiohttp.ClientSession | None = None
+        self._http: httpx.AsyncClient | None = None
         self._overall = anyio.Semaphore(self.options.concurrency)
         self._hosts: dict[str, _HostSlots] = {}
 
-    def _client(self) -> aiohttp.ClientSession:
-        if self._session is None:
+    def _client(self) -> httpx.AsyncClient:
+        if self._http is None:
             opts = self.options
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(
-                    # Our semaphores bound the requests in flight, so the pool need not.
-                    limit=0,
-                    limit_per_host=0,
-                    resolver=_GuardedResolver(self._allow),
+            self._http = guarded_client(
+                self._allow,
+                timeout=httpx.Timeout(
+                    connect=opts.connect_timeout,
+                    read=opts.read_timeout,
+                    write=opts.read_timeout,
+                    pool=opts.connect_timeout,
                 ),
-                timeout=aiohttp.ClientTimeout(
-                    total=None, connect=opts.connect_timeout, sock_read=opts.read_timeout
-                ),
+                # Our semaphores bound the requests in flight, so the pool need not.
+                limits=httpx.Limits(max_connections=None, keepalive_expiry=15.0),
+                pool="aiohttp",  # its C parser reads a body for a fraction of httpcore's CPU
                 headers={
                     "User-Agent": opts.user_agent,
                     "Accept": "image/avif,image/webp,image/*,*/*;q=0.8",
                     "Accept-Encoding": "identity",
                 },
-                # Bodies are decoded here, under the size limit; cookies are never kept.
-                auto_decompress=False,
-                cookie_jar=aiohttp.DummyCookieJar(),
-                # Proxies and .netrc from the environment would bypass the guard.
-                trust_env=False,
             )
-        return self._session
+        return self._http
 
     async def __aenter__(self) -> Fetcher:
         return self
@@ -400,10 +235,10 @@ class Fetcher:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the shared session and its connections."""
-        if self._session is not None:
-            session, self._session = self._session, None
-            await session.close()
+        """Close the shared client and its connections."""
+        if self._http is not None:
+            client, self._http = self._http, None
+            await client.aclose()
 
     async def fetch(self, url: str) -> FetchedImage:
         """Download ``url``, retrying transient failures; raises :class:`FetchError`."""
@@ -443,7 +278,7 @@ class Fetcher:
         budget = self.options.total_timeout
         current = url
         for _ in range(self.options.max_redirects + 1):
-            target = _checked_url(current, self._allow)
+            target = check_url(current, self._allow)
             async with self._slot(target.raw_host or ""):
                 hop_started = time.monotonic()
                 try:
@@ -481,62 +316,63 @@ class Fetcher:
 
     async def _get(self, url: URL) -> _Body | str:
         """One GET: the body, or the URL a redirect points to."""
+        opts = self.options
         try:
-            async with self._client().get(url, allow_redirects=False) as response:
+            async with self._client().stream("GET", str(url)) as response:
                 location = response.headers.get("location")
-                if response.status in _REDIRECTS and location:
-                    return self._redirect_target(response, location)
-                if not 200 <= response.status < 300:
-                    raise _status_error(response)
+                if response.status_code in _REDIRECTS and location:
+                    return self._redirect_target(url, location)
+                if not 200 <= response.status_code < 300:
+                    raise _status_error(response, url)
                 return _Body(
-                    final_url=str(response.url),
-                    data=await self._read_body(response),
+                    final_url=str(url),
+                    data=await self._read_body(response, url),
                     content_type=response.headers.get("content-type"),
-                    status=response.status,
+                    status=response.status_code,
                 )
-        except aiohttp.SocketTimeoutError as exc:
+        except httpx.ConnectTimeout as exc:
             raise FetchError(
-                f"read timed out: nothing for {self.options.read_timeout} s: {url}",
+                f"connect timed out after {opts.connect_timeout} s: {url}",
                 reason="timeout",
                 transient=True,
             ) from exc
-        except TimeoutError as exc:  # aiohttp's connect timeout
+        except httpx.TimeoutException as exc:
             raise FetchError(
-                f"connect timed out after {self.options.connect_timeout} s: {url}",
+                f"read timed out: nothing for {opts.read_timeout} s: {url}",
                 reason="timeout",
                 transient=True,
             ) from exc
-        except aiohttp.ClientConnectorError as exc:
+        except httpx.ConnectError as exc:
             raise FetchError(
                 f"cannot connect ({exc}): {url}",
                 reason="connect_error",
                 transient=not _is_tls_failure(exc),
             ) from exc
-        except aiohttp.InvalidURL as exc:
+        except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
             raise _invalid(str(url), f"invalid URL ({exc})") from exc
-        except aiohttp.ClientError as exc:
+        except httpx.HTTPError as exc:
             raise FetchError(
                 f"transfer failed ({exc!r}): {url}", reason="protocol_error", transient=True
             ) from exc
 
-    def _redirect_target(self, response: aiohttp.ClientResponse, location: str) -> str:
+    def _redirect_target(self, url: URL, location: str) -> str:
         try:
-            target = str(response.url.join(URL(location)))
+            target = str(url.join(URL(location)))
         except (ValueError, TypeError) as exc:
             raise FetchError(
-                f"invalid redirect Location {location!r} ({exc}) from {response.url}",
+                f"invalid redirect Location {location!r} ({exc}) from {url}",
                 reason="protocol_error",
             ) from None
-        _checked_url(target, self._allow)
+        check_url(target, self._allow)
         return target
 
-    async def _read_body(self, response: aiohttp.ClientResponse) -> bytes:
+    async def _read_body(self, response: httpx.Response, url: URL) -> bytes:
         limit = self.options.max_bytes
-        url = str(response.url)
+        text = str(url)
         encoding = response.headers.get("content-encoding", "identity").strip().lower()
         if encoding not in ("", "identity", "gzip", "x-gzip", "deflate"):
             raise FetchError(
-                f"unsupported Content-Encoding {encoding!r}: {url}", reason="protocol_error"
+                f"unsupported Content-Encoding {encoding!r}: {text}", reason="protocol_error"
             )
         # We ask for identity; a server that compresses anyway is decoded under the limit
         # (wbits | 32 reads both the gzip and the zlib header).
@@ -544,23 +380,23 @@ class Fetcher:
         if decoder is None:
             declared = response.headers.get("content-length", "").strip()
             if declared.isdigit() and int(declared) > limit:
-                raise _too_large(url, limit)
+                raise _too_large(text, limit)
         parts: list[bytes] = []
         size = 0
         try:
-            async for raw in response.content.iter_any():
-                chunk = raw if decoder is None else _inflate(decoder, raw, limit - size, url)
+            async for raw in response.aiter_raw():
+                chunk = raw if decoder is None else _inflate(decoder, raw, limit - size, text)
                 size += len(chunk)
                 if size > limit:
-                    raise _too_large(url, limit)
+                    raise _too_large(text, limit)
                 parts.append(chunk)
             if decoder is not None:
                 tail = decoder.flush()
                 if size + len(tail) > limit:
-                    raise _too_large(url, limit)
+                    raise _too_large(text, limit)
                 parts.append(tail)
         except zlib.error as exc:
             raise FetchError(
-                f"bad {encoding} body ({exc}): {url}", reason="protocol_error"
+                f"bad {encoding} body ({exc}): {text}", reason="protocol_error"
             ) from exc
         return b"".join(parts)

@@ -1,8 +1,11 @@
-"""Which network addresses the downloader may reach (the SSRF rules).
+"""Which network addresses imgcore may reach (the SSRF rules), for downloads and webhooks alike.
 
 Only public unicast addresses are reachable unless an :class:`AllowList` names
-the address or host. Everything here is pure except :func:`resolve_checked`,
-which asks the system resolver.
+the address or host. :func:`check_url` is the rule for a URL (scheme, credentials, port,
+IP literals, legacy IPv4 spellings), :func:`resolve_checked` the rule for a host name's
+addresses; :mod:`imgcore._http` makes every connection go through both. Everything here is
+pure except :func:`resolve_checked` and :func:`validate_webhook_url`, which ask the system
+resolver.
 """
 
 from __future__ import annotations
@@ -12,64 +15,28 @@ import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address, ip_network
+from urllib.parse import urlsplit
 
 import anyio
+from yarl import URL
 
-from imgcore.errors import ImgcoreError
+from imgcore.errors import BlockedAddressError, FetchError, WebhookURLError
 
 __all__ = [
     "AllowList",
     "BlockedAddressError",
     "FetchError",
     "check_addresses",
+    "check_host",
     "check_ip",
+    "check_url",
     "is_public_address",
     "resolve_checked",
+    "validate_webhook_url",
 ]
 
 IPAddress = IPv4Address | IPv6Address
 IPNetwork = IPv4Network | IPv6Network
-
-
-class FetchError(ImgcoreError):
-    """A download that failed; ``transient`` says whether trying again may help.
-
-    ``reason`` is one of ``http_status``, ``timeout``, ``connect_error``, ``too_large``,
-    ``too_many_redirects``, ``blocked_address``, ``not_an_image``, ``invalid_url``,
-    ``protocol_error``. ``url`` is the URL asked for (the message names the hop that
-    failed), ``status`` the HTTP status if one was received, ``attempts`` how many
-    attempts were made and ``retry_after`` the delay the server asked for, in seconds.
-    """
-
-    reason = "fetch_error"
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        reason: str | None = None,
-        url: str = "",
-        transient: bool = False,
-        status: int | None = None,
-        attempts: int = 1,
-        retry_after: float | None = None,
-    ) -> None:
-        super().__init__(message, reason=reason)
-        self.url = url
-        self.transient = transient
-        self.status = status
-        self.attempts = attempts
-        self.retry_after = retry_after
-
-    def __reduce__(self) -> tuple[object, ...]:
-        # Keyword-only attributes survive pickling (process-based executors).
-        return (self.__class__, (self.message,), self.__dict__)
-
-
-class BlockedAddressError(FetchError):
-    """The host resolves to an address that is neither public nor allow-listed."""
-
-    reason = "blocked_address"
 
 
 # Ranges that are never public, beyond what the ipaddress properties already say
@@ -245,3 +212,83 @@ def check_addresses(host: str, addresses: Iterable[str], allow: AllowList) -> li
                 f"blocked: {host!r} resolves to {address}, neither public nor allowed"
             )
     return unique
+
+
+def _invalid(url: str, why: str) -> FetchError:
+    return FetchError(f"{why}: {url}", reason="invalid_url", url=url)
+
+
+def check_host(host: str, url: str, allow: AllowList) -> None:
+    """Check a URL's host before connecting: IP literals against the rules, odd IPv4 refused.
+
+    An IP literal is connected to without resolving, so it is checked here; a host name is
+    left to :func:`resolve_checked`. Legacy IPv4 spellings (``2130706433``, ``0x7f.1``,
+    ``127.1``, ``0177.0.0.1``) are invalid URLs, allowed or not.
+    """
+    try:
+        literal = ip_address(host.strip("[]"))
+    except ValueError:
+        pass
+    else:
+        try:
+            check_ip(literal, allow)
+        except BlockedAddressError as exc:
+            raise BlockedAddressError(f"{exc.message}: {url}", url=url) from None
+        return
+    try:
+        socket.inet_aton(host)
+    except OSError:
+        return  # a host name: its addresses are checked when it is resolved
+    # What each of these means depends on who parses it, so no parser gets to decide.
+    raise _invalid(url, f"{host!r} is not a canonical IPv4 address")
+
+
+def check_url(url: str | URL, allow: AllowList) -> URL:
+    """``url`` parsed as the HTTP client will use it; ``invalid_url`` or blocked literals raise.
+
+    Raises :class:`FetchError` (reason ``invalid_url``) for anything but http(s) with a host,
+    no credentials and a valid port, and :class:`BlockedAddressError` for a blocked IP literal.
+    """
+    try:
+        parsed = url if isinstance(url, URL) else URL(url)
+        port = parsed.port
+    except (ValueError, TypeError) as exc:
+        raise _invalid(str(url), f"invalid URL ({exc})") from None
+    text = str(url)
+    if parsed.scheme not in ("http", "https"):
+        raise _invalid(text, "only http and https URLs can be fetched")
+    host = parsed.raw_host
+    if not host:
+        raise _invalid(text, "URL has no host")
+    if parsed.raw_user is not None or parsed.raw_password is not None:
+        raise _invalid(text, "URL carries credentials")
+    if port is not None and not 0 < port < 65536:
+        raise _invalid(text, "URL port out of range")
+    check_host(host, text, allow)
+    return parsed
+
+
+async def validate_webhook_url(url: str, *, allow: tuple[str, ...] = ()) -> None:
+    """Raise :class:`WebhookURLError` unless ``url`` is http(s) to an allowed address.
+
+    The same rules as a download's URL (:func:`check_host`, :func:`resolve_checked`), so a
+    webhook cannot reach what an image URL cannot.
+    """
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise WebhookURLError(f"invalid webhook URL: {exc}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise WebhookURLError("the webhook URL must be an http:// or https:// URL with a host")
+    if parts.username or parts.password:
+        raise WebhookURLError("the webhook URL must not carry credentials")
+    if len(url) > 2048:
+        raise WebhookURLError("the webhook URL is longer than 2048 characters")
+    default_port = 443 if parts.scheme == "https" else 80
+    allowed = AllowList.parse(allow)
+    try:
+        check_host(parts.hostname, url, allowed)
+        await resolve_checked(parts.hostname, port or default_port, allowed)
+    except FetchError as exc:
+        raise WebhookURLError(f"webhook URL not allowed: {exc}") from None

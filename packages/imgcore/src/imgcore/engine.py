@@ -30,6 +30,7 @@ from imgcore._db.migrate import current_revision, head_revision
 from imgcore._db.runner import Runner
 from imgcore._db.session import connection, transaction
 from imgcore._fetch import Fetcher
+from imgcore._netguard import validate_webhook_url
 from imgcore._notify.dispatcher import Dispatcher
 from imgcore._pipeline import Pipeline
 from imgcore._plugins import create_plugin_manager
@@ -271,8 +272,6 @@ class Engine:
 
     async def validate_webhook_url(self, url: str) -> None:
         """Raise when ``url`` is not an http(s) URL the notifier would be allowed to call."""
-        from imgcore._notify.webhook import validate_webhook_url
-
         await validate_webhook_url(url, allow=self.config.fetch_allow)
 
     # -- reading ----------------------------------------------------------------------------

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 __all__ = [
+    "BlockedAddressError",
+    "FetchError",
     "ImageNotFoundError",
     "ImgcoreError",
     "RequestNotFoundError",
     "StorageError",
+    "WebhookURLError",
 ]
 
 
@@ -57,3 +60,50 @@ class ImageNotFoundError(RequestNotFoundError):
         super().__init__(request_id)
         self.args = (f"no done image {image_id} in request {request_id}",)
         self.image_id = image_id
+
+
+class FetchError(ImgcoreError):
+    """A download that failed; ``transient`` says whether trying again may help.
+
+    ``reason`` is one of ``http_status``, ``timeout``, ``connect_error``, ``too_large``,
+    ``too_many_redirects``, ``blocked_address``, ``not_an_image``, ``invalid_url``,
+    ``protocol_error``. ``url`` is the URL asked for (the message names the hop that
+    failed), ``status`` the HTTP status if one was received, ``attempts`` how many
+    attempts were made and ``retry_after`` the delay the server asked for, in seconds.
+    """
+
+    reason = "fetch_error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        reason: str | None = None,
+        url: str = "",
+        transient: bool = False,
+        status: int | None = None,
+        attempts: int = 1,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, reason=reason)
+        self.url = url
+        self.transient = transient
+        self.status = status
+        self.attempts = attempts
+        self.retry_after = retry_after
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # Keyword-only attributes survive pickling (process-based executors).
+        return (self.__class__, (self.message,), self.__dict__)
+
+
+class BlockedAddressError(FetchError):
+    """The host resolves to an address that is neither public nor allow-listed."""
+
+    reason = "blocked_address"
+
+
+class WebhookURLError(ImgcoreError):
+    """A webhook URL that is malformed or points somewhere the guard blocks."""
+
+    reason = "invalid_webhook_url"

@@ -1,5 +1,8 @@
 """The built-in webhook notifier, following the Standard Webhooks specification.
 
+A plugin like any other: its URL rules are the network guard's (:mod:`imgcore._netguard`),
+its signature is :func:`imgcore.webhooks.sign`.
+
 Each delivery carries ``webhook-id`` (stable across retries, for de-duplication),
 ``webhook-timestamp`` and, when secrets are configured, ``webhook-signature``:
 ``v1,<base64 HMAC-SHA256 of "id.timestamp.body">`` once per secret (rotation).
@@ -7,75 +10,26 @@ Each delivery carries ``webhook-id`` (stable across retries, for de-duplication)
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import random
 import time
 from typing import Any
-from urllib.parse import urlsplit
 
 import anyio
 import httpx
 import msgspec
 
-from imgcore import __version__
-from imgcore._fetch import guarded_client
-from imgcore._netguard import AllowList, BlockedAddressError, FetchError, resolve_checked
+from imgcore._version import __version__
+from imgcore._http import guarded_client
+from imgcore._netguard import AllowList
 from imgcore.config import Config, ConfigError
 from imgcore.contracts import DeliveryClaim, DeliveryOutcome, Notifier, Settlement
-from imgcore.errors import ImgcoreError
+from imgcore.errors import BlockedAddressError, FetchError
 from imgcore.hookspecs import hookimpl
+from imgcore.webhooks import sign
 
-__all__ = ["USER_AGENT", "WebhookNotifier", "WebhookURLError", "sign", "validate_webhook_url"]
+__all__ = ["USER_AGENT", "WebhookNotifier", "sign"]
 
 USER_AGENT = f"imgcore-webhook/{__version__}"
-
-
-class WebhookURLError(ImgcoreError):
-    """A webhook URL that is malformed or points somewhere the guard blocks."""
-
-    reason = "invalid_webhook_url"
-
-
-async def validate_webhook_url(url: str, *, allow: tuple[str, ...] = ()) -> None:
-    """Raise :class:`WebhookURLError` unless ``url`` is http(s) to an allowed address."""
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError as exc:
-        raise WebhookURLError(f"invalid webhook URL: {exc}") from None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise WebhookURLError("the webhook URL must be an http:// or https:// URL with a host")
-    if parts.username or parts.password:
-        raise WebhookURLError("the webhook URL must not carry credentials")
-    if len(url) > 2048:
-        raise WebhookURLError("the webhook URL is longer than 2048 characters")
-    default_port = 443 if parts.scheme == "https" else 80
-    try:
-        await resolve_checked(parts.hostname, port or default_port, AllowList.parse(allow))
-    except FetchError as exc:
-        raise WebhookURLError(f"webhook URL not allowed: {exc}") from None
-
-
-def _secret_bytes(secret: str) -> bytes:
-    encoded = secret.removeprefix("whsec_")
-    # Accept unpadded base64, as the Standard Webhooks reference libraries do.
-    key = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
-    if not key:
-        raise ValueError("empty secret")
-    return key
-
-
-def sign(secret: str, message_id: str, timestamp: int, body: bytes) -> str:
-    """The Standard Webhooks ``v1`` signature of one delivery: ``v1,<base64 HMAC-SHA256>``.
-
-    The HMAC key is the base64-decoded part of ``whsec_<base64>``; the signed content is
-    ``f"{message_id}.{timestamp}."`` followed by the exact body bytes.
-    """
-    signed = f"{message_id}.{timestamp}.".encode() + body
-    digest = hmac.new(_secret_bytes(secret), signed, hashlib.sha256).digest()
-    return "v1," + base64.b64encode(digest).decode()
 
 
 class WebhookNotifier:
@@ -93,7 +47,7 @@ class WebhookNotifier:
         self.config = config
         for secret in config.webhook_secrets:
             try:
-                _secret_bytes(secret)
+                sign(secret, "", 0, b"")
             except ValueError:
                 raise ConfigError(
                     "IMGCORE_WEBHOOK_SECRETS: each secret must be whsec_<base64>"
@@ -148,7 +102,9 @@ class WebhookNotifier:
         timestamp = int(time.time())
         if self._client is None:
             self._client = guarded_client(
-                AllowList.parse(self.config.fetch_allow), timeout=self.config.webhook_timeout
+                AllowList.parse(self.config.fetch_allow),
+                timeout=self.config.webhook_timeout,
+                pool="httpcore",  # reads the status of any answer, even a 204 with a body
             )
         try:
             # httpx's timeout bounds each read; this bounds the whole call, so a receiver
@@ -173,8 +129,11 @@ class WebhookNotifier:
             return DeliveryOutcome(delivered=False, retry=False, error=str(exc))
         except FetchError as exc:
             # Unlike a download, a receiver whose name does not resolve today may be back
-            # tomorrow: only the address guard's refusal is final.
-            return DeliveryOutcome(delivered=False, retry=True, error=str(exc))
+            # tomorrow: only the guard's refusals (the address, the URL itself) are final.
+            retry = exc.reason != "invalid_url"
+            return DeliveryOutcome(delivered=False, retry=retry, error=str(exc))
+        except httpx.InvalidURL as exc:  # refused by httpx before the guard saw it
+            return DeliveryOutcome(delivered=False, retry=False, error=f"invalid URL: {exc}")
         except httpx.HTTPError as exc:
             return DeliveryOutcome(
                 delivered=False, retry=True, error=f"{type(exc).__name__}: {exc}"

@@ -1,0 +1,293 @@
+"""The one HTTP client factory: httpx, behind the network guard, for downloads and webhooks.
+
+Image downloads and webhooks both use :func:`guarded_client`; httpx is the client API.
+Downloads run it on `httpx-aiohttp`'s transport, whose aiohttp C parser keeps the CPU of
+reading an image body low (docs/performance.md). Webhooks run it on httpcore, httpx's own
+connection pool: it reads the status of a sloppy answer (a 204 with a body) that aiohttp's
+strict parser refuses, and only the status of a webhook answer matters.
+
+The guard's rules live in :mod:`imgcore._netguard`; this module makes every connection obey
+them, through public seams only:
+
+- Every request's URL is checked with :func:`check_url` before it is sent (IP literals
+  against the rules, legacy IPv4 spellings refused). A redirect hop is a request of its
+  own, so it is checked the same way.
+- Host names resolve only through :func:`resolve_checked`, and the connection goes to one
+  of the addresses it approved, whatever the DNS answers next: aiohttp's connector takes a
+  resolver (:class:`GuardedResolver`), httpcore's pool a network backend.
+
+Refusals raise :class:`BlockedAddressError` or :class:`FetchError` (``invalid_url``) from the
+request. Proxies and ``.netrc`` from the environment are ignored (they would bypass the
+guard), cookies are never kept, and redirects are not followed (follow them by hand).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Mapping
+from http.cookiejar import CookieJar, DefaultCookiePolicy
+from typing import Any, Literal
+
+import aiohttp
+import aiohttp.abc
+import anyio
+import httpcore
+import httpx
+from httpx_aiohttp import AiohttpTransport
+
+from imgcore._netguard import AllowList, check_url, resolve_checked
+
+__all__ = ["GuardedResolver", "guarded_client"]
+
+
+class GuardedResolver(aiohttp.abc.AbstractResolver):
+    """Resolves through :func:`resolve_checked`: the connector sees only approved addresses."""
+
+    def __init__(self, allow: AllowList) -> None:
+        self._allow = allow
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[aiohttp.abc.ResolveResult]:
+        """Every address of ``host``, checked; one blocked address blocks the host."""
+        addresses = await resolve_checked(host, port, self._allow)
+        return [
+            aiohttp.abc.ResolveResult(
+                hostname=host,
+                host=address,
+                port=port,
+                family=socket.AF_INET6 if ":" in address else socket.AF_INET,
+                proto=0,
+                flags=socket.AI_NUMERICHOST | socket.AI_NUMERICSERV,
+            )
+            for address in addresses
+        ]
+
+    async def close(self) -> None:
+        """Nothing to release: resolution runs on anyio's resolver."""
+
+
+def _remapped(exc: httpx.TransportError) -> httpx.TransportError:
+    # httpx-aiohttp 0.2 maps every aiohttp.ClientConnectionError, a refused or dropped
+    # connection included, to ConnectTimeout; the aiohttp error it chains says which it was.
+    cause = exc.__cause__
+    if (
+        not isinstance(exc, httpx.ConnectTimeout)
+        or not isinstance(cause, aiohttp.ClientConnectionError)
+        or isinstance(cause, TimeoutError)
+    ):
+        return exc
+    if isinstance(cause, aiohttp.ClientConnectorError):
+        return httpx.ConnectError(str(exc))
+    return httpx.ReadError(str(exc))
+
+
+class _RemappedStream(httpx.AsyncByteStream):
+    def __init__(self, inner: httpx.AsyncByteStream) -> None:
+        self._inner = inner
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self._inner:
+                yield chunk
+        except httpx.TransportError as exc:
+            raise _remapped(exc) from exc.__cause__
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+class _GuardedTransport(httpx.AsyncBaseTransport):
+    """Checks each request's URL, then sends it on the inner transport."""
+
+    def __init__(self, allow: AllowList, inner: httpx.AsyncBaseTransport) -> None:
+        self._allow = allow
+        self._inner = inner
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        """The answer to ``request``, if the guard lets its URL through."""
+        check_url(str(request.url), self._allow)
+        try:
+            response = await self._inner.handle_async_request(request)
+        except httpx.TransportError as exc:
+            raise _remapped(exc) from exc.__cause__
+        if isinstance(response.stream, httpx.AsyncByteStream):
+            response.stream = _RemappedStream(response.stream)
+        return response
+
+    async def aclose(self) -> None:
+        """Close the inner transport and its connections."""
+        await self._inner.aclose()
+
+
+class _GuardedBackend(httpcore.AnyIOBackend):
+    """httpcore's network backend, connecting only to addresses :func:`resolve_checked` approved."""
+
+    def __init__(self, allow: AllowList) -> None:
+        self._allow = allow
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,  # noqa: ASYNC109 (httpcore's signature)
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        """A connection to the first approved address of ``host`` that answers."""
+        try:
+            with anyio.fail_after(timeout):
+                addresses = await resolve_checked(host, port, self._allow)
+                failure: httpcore.ConnectError | None = None
+                for address in addresses:
+                    try:
+                        return await super().connect_tcp(
+                            address,
+                            port,
+                            local_address=local_address,
+                            socket_options=socket_options,
+                        )
+                    except httpcore.ConnectError as exc:
+                        failure = exc
+                assert failure is not None
+                raise failure
+        except TimeoutError as exc:
+            raise httpcore.ConnectTimeout(f"connecting to {host}:{port} timed out") from exc
+
+
+# Most specific first: the first match wins.
+_HTTPCORE_ERRORS: tuple[tuple[type[Exception], type[httpx.TransportError]], ...] = (
+    (httpcore.ConnectTimeout, httpx.ConnectTimeout),
+    (httpcore.ReadTimeout, httpx.ReadTimeout),
+    (httpcore.WriteTimeout, httpx.WriteTimeout),
+    (httpcore.PoolTimeout, httpx.PoolTimeout),
+    (httpcore.TimeoutException, httpx.TimeoutException),
+    (httpcore.ConnectError, httpx.ConnectError),
+    (httpcore.ReadError, httpx.ReadError),
+    (httpcore.WriteError, httpx.WriteError),
+    (httpcore.NetworkError, httpx.NetworkError),
+    (httpcore.RemoteProtocolError, httpx.RemoteProtocolError),
+    (httpcore.LocalProtocolError, httpx.LocalProtocolError),
+    (httpcore.ProtocolError, httpx.ProtocolError),
+    (httpcore.UnsupportedProtocol, httpx.UnsupportedProtocol),
+)
+
+
+@contextlib.contextmanager
+def _httpcore_errors() -> Iterator[None]:
+    # httpx's public exceptions for httpcore's, as httpx's own transport raises them.
+    try:
+        yield
+    except Exception as exc:
+        for core, public in _HTTPCORE_ERRORS:
+            if isinstance(exc, core):
+                raise public(str(exc)) from exc
+        raise
+
+
+class _CoreStream(httpx.AsyncByteStream):
+    def __init__(self, inner: AsyncIterable[bytes]) -> None:
+        self._inner = inner
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        with _httpcore_errors():
+            async for part in self._inner:
+                yield part
+
+    async def aclose(self) -> None:
+        close = getattr(self._inner, "aclose", None)
+        if close is not None:
+            await close()
+
+
+class _HttpcoreTransport(httpx.AsyncBaseTransport):
+    """httpx on an httpcore pool whose network backend is guarded (httpcore's public seam)."""
+
+    def __init__(self, allow: AllowList, limits: httpx.Limits) -> None:
+        self._pool = httpcore.AsyncConnectionPool(
+            ssl_context=httpx.create_ssl_context(),
+            max_connections=limits.max_connections,
+            max_keepalive_connections=limits.max_keepalive_connections,
+            keepalive_expiry=limits.keepalive_expiry,
+            network_backend=_GuardedBackend(allow),
+        )
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        """Send ``request`` on the pool; httpcore's errors become httpx's."""
+        assert isinstance(request.stream, httpx.AsyncByteStream)
+        core = httpcore.Request(
+            method=request.method,
+            url=httpcore.URL(
+                scheme=request.url.raw_scheme,
+                host=request.url.raw_host,
+                port=request.url.port,
+                target=request.url.raw_path,
+            ),
+            headers=request.headers.raw,
+            content=request.stream,
+            extensions=request.extensions,
+        )
+        with _httpcore_errors():
+            response = await self._pool.handle_async_request(core)
+        assert isinstance(response.stream, AsyncIterable)
+        return httpx.Response(
+            status_code=response.status,
+            headers=response.headers,
+            stream=_CoreStream(response.stream),
+            extensions=response.extensions,
+        )
+
+    async def aclose(self) -> None:
+        """Close the pool and its connections."""
+        await self._pool.aclose()
+
+
+def _aiohttp_transport(allow: AllowList, limits: httpx.Limits) -> AiohttpTransport:
+    def session() -> aiohttp.ClientSession:
+        # Called by the transport on its first request: a session belongs to a running loop.
+        return aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(
+                limit=limits.max_connections or 0,
+                limit_per_host=0,
+                keepalive_timeout=limits.keepalive_expiry,
+                resolver=GuardedResolver(allow),
+                ssl=httpx.create_ssl_context(),
+            ),
+            # Bodies are read raw (decoded by the caller, under its limits); cookies never kept.
+            auto_decompress=False,
+            cookie_jar=aiohttp.DummyCookieJar(),
+            trust_env=False,
+        )
+
+    return AiohttpTransport(client=session, trust_env=False)
+
+
+def guarded_client(
+    allow: AllowList,
+    *,
+    timeout: float | httpx.Timeout = 5.0,
+    limits: httpx.Limits | None = None,
+    headers: Mapping[str, str] | None = None,
+    pool: Literal["aiohttp", "httpcore"] = "httpcore",
+) -> httpx.AsyncClient:
+    """An httpx client that connects only to public or allowed addresses.
+
+    ``pool`` is what carries the requests: ``httpcore`` (httpx's own, lenient) or
+    ``aiohttp`` (fast bodies, strict parser: for downloads). On aiohttp, only
+    ``limits.max_connections`` (None: unbounded) and ``keepalive_expiry`` apply.
+    """
+    limits = limits or httpx.Limits()
+    inner: httpx.AsyncBaseTransport = (
+        _aiohttp_transport(allow, limits)
+        if pool == "aiohttp"
+        else _HttpcoreTransport(allow, limits)
+    )
+    return httpx.AsyncClient(
+        transport=_GuardedTransport(allow, inner),
+        timeout=timeout,
+        headers=headers,
+        cookies=CookieJar(DefaultCookiePolicy(allowed_domains=[])),
+        follow_redirects=False,
+        trust_env=False,
+    )
