@@ -24,10 +24,10 @@ import httpx
 import msgspec
 from yarl import URL
 
-from imgcore._version import __version__
 from imgcore._compress import sniff_format
 from imgcore._http import guarded_client
 from imgcore._netguard import AllowList, check_url
+from imgcore._version import __version__
 from imgcore.errors import BlockedAddressError, FetchError
 
 __all__ = [

@@ -18,9 +18,9 @@ import anyio
 import httpx
 import msgspec
 
-from imgcore._version import __version__
 from imgcore._http import guarded_client
 from imgcore._netguard import AllowList
+from imgcore._version import __version__
 from imgcore.config import Config, ConfigError
 from imgcore.contracts import DeliveryClaim, DeliveryOutcome, Notifier, Settlement
 from imgcore.errors import BlockedAddressError, FetchError
