@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from imgcore import Engine, db
+from imgcore import Engine
+from imgcore import _db as db
 from imgcore._db.tables import images, requests
 
 from support.services import POSTGRES_URL, REDIS_URL, require, scratch_database
