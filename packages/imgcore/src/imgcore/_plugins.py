@@ -115,7 +115,7 @@ def _entry_point_names() -> set[str]:
 
 def _module_version(plugin: object) -> str | None:
     if isinstance(plugin, ModuleType) and plugin.__name__.startswith("imgcore."):
-        from imgcore import __version__
+        from imgcore._version import __version__
 
         return __version__
     return None
