@@ -100,6 +100,20 @@ def test_the_cycle_finder_reports_a_cycle() -> None:
     assert _shortest_cycle("a", edges) == ["a", "b", "c", "a"]
 
 
+def test_executors_use_only_the_public_plugin_surface() -> None:
+    # The local executor is a plugin like the SAQ one: both get a Work object and the config,
+    # so neither may reach into the engine or a private module.
+    graph = grimp.build_graph("imgcore", "imgcore_saq", exclude_type_checking_imports=False)
+    executors = ["imgcore._executors.local", *graph.find_descendants("imgcore_saq"), "imgcore_saq"]
+    reached = {
+        f"{module} -> {imported}"
+        for module in executors
+        for imported in graph.find_modules_directly_imported_by(module)
+        if imported == "imgcore.engine" or imported.startswith("imgcore._")
+    }
+    assert not reached, sorted(reached)
+
+
 def test_no_source_module_exceeds_600_lines() -> None:
     long = {
         str(path.relative_to(ROOT)): lines

@@ -34,7 +34,7 @@ from imgcore._plugins import create_plugin_manager
 from imgcore._thumbnails import Thumbnails
 from imgcore._work import LeasedWork
 from imgcore.config import Config, ConfigError
-from imgcore.contracts import Executor, Notifier, Storage
+from imgcore.contracts import Executor, Notifier, Storage, Work
 from imgcore.csvio import CsvHeader, CsvParser, OutputRow, Product, write_output_csv
 from imgcore.errors import ImageNotFoundError, RequestNotFoundError
 from imgcore.models import DeliveryInfo, ProductInfo, ProductProgress, RequestInfo
@@ -119,7 +119,7 @@ class Engine:
             owner=self.owner,
             on_settled=lambda _settlement: self.dispatcher.wake(),
         )
-        work = LeasedWork(
+        work: Work = LeasedWork(
             db=self.db,
             runner=self._runner,
             pipeline=pipeline,
