@@ -271,7 +271,7 @@ class SaqExecutor:
         claim = await self.work.claim_image(image_id)
         if claim is None:
             return "ended"  # done or failed already (or deleted): a duplicate job
-        if isinstance(claim, datetime):
+        if isinstance(claim, datetime):  # not due: leased elsewhere, or waiting for a retry
             self._look_again_at(job, claim)
             return "not due"
         self._inflight[claim.id] = job
