@@ -6,7 +6,8 @@ markers.
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Sequence
+from datetime import datetime, timedelta
 from pathlib import PurePosixPath
 from typing import Any, Protocol, runtime_checkable
 from uuid import UUID
@@ -27,6 +28,7 @@ __all__ = [
     "Notifier",
     "Settlement",
     "Storage",
+    "Work",
     "check_key",
     "image_key",
     "safe_key",
@@ -204,12 +206,83 @@ class Notifier(Protocol):
 # -- executors ------------------------------------------------------------------------------
 
 
+class Work(Protocol):
+    """What an executor works with: leases on the images waiting in the database, and the
+    pipeline that takes a leased image to its next state.
+
+    The engine builds it and hands it to the ``imgcore_executor`` hook. Every method is one
+    short database transaction (but :meth:`process`); the database stays the truth, so an
+    executor holds nothing that a crash could lose.
+    """
+
+    @property
+    def owner(self) -> str:
+        """This process's name on the leases it takes (unique per engine)."""
+        ...
+
+    @property
+    def lease(self) -> timedelta:
+        """How long a claim holds an image unless renewed (``IMGCORE_LEASE_SECONDS``)."""
+        ...
+
+    @property
+    def fetch_concurrency(self) -> int:
+        """Sizing hint: downloads worth running at once (``IMGCORE_FETCH_CONCURRENCY``)."""
+        ...
+
+    @property
+    def compression_workers(self) -> int:
+        """Sizing hint: the processes compressing images (each wants one image at a time)."""
+        ...
+
+    async def claim(self, limit: int) -> list[Claim]:
+        """Lease up to ``limit`` due images: pending ones, and those whose lease expired."""
+        ...
+
+    async def claim_image(self, image_id: int) -> Claim | datetime | None:
+        """Lease ``image_id`` if it is due; else when it will be (a retry time, or another
+        worker's lease expiry), or ``None`` when it has ended or does not exist."""
+        ...
+
+    async def due_at(self, image_id: int) -> datetime | None:
+        """When an unfinished image may next be claimed; ``None`` once it has ended."""
+        ...
+
+    async def pending_ids(
+        self, request_id: UUID | None, *, after: int = 0, limit: int = 1000
+    ) -> list[int]:
+        """Ids above ``after`` of unfinished images (of a request, or of all), ascending."""
+        ...
+
+    async def process(self, claim: Claim) -> None:
+        """Download, compress, store and record a leased image; never raises for a bad image.
+
+        A transient error leaves the image pending until its retry time; a lost lease
+        leaves it to the worker that holds it now.
+        """
+        ...
+
+    async def renew(self, ids: Sequence[int]) -> int:
+        """Extend this owner's leases on ``ids`` by :attr:`lease`; returns how many it holds."""
+        ...
+
+    async def defer(self, claim: Claim, *, error_reason: str, error: str) -> bool:
+        """Give a leased image back as pending, due now, its attempt counted and the reason
+        recorded (a job that was cancelled, say); ``False`` if the lease was lost."""
+        ...
+
+    async def release(self) -> int:
+        """Give back every image this owner holds, uncounted (a graceful shutdown)."""
+        ...
+
+
 @runtime_checkable
 class Executor(Protocol):
     """Runs the pipeline on pending images until cancelled.
 
-    The database is the truth: an executor claims images there (or receives ids it then
-    claims), processes them with ``engine.pipeline`` and may be killed at any moment.
+    The database is the truth: an executor claims images through its :class:`Work` (or
+    receives ids it then claims), processes them with ``work.process`` and may be killed at
+    any moment.
     """
 
     async def run(

@@ -36,8 +36,9 @@ from imgcore._pipeline import Pipeline
 from imgcore._plugins import create_plugin_manager
 from imgcore._storage.filesystem import FileStorage
 from imgcore._thumbnails import Thumbnails
+from imgcore._work import LeasedWork
 from imgcore.config import Config, ConfigError
-from imgcore.contracts import Executor, Notifier, Storage
+from imgcore.contracts import Executor, Notifier, Storage, Work
 from imgcore.errors import ImageNotFoundError, RequestNotFoundError
 from imgcore.models import DeliveryInfo, ProductInfo, ProductProgress, RequestInfo
 from imgcore.states import ImageStatus
@@ -84,7 +85,7 @@ class Engine:
         self.url = normalize_url(self.config.database_url)
         self.db = db.create_engine(self.url)
         self.reader = db.reader(self.db)
-        self.runner = Runner(self.db)
+        self._runner = Runner(self.db)
         storage = self.pm.hook.imgcore_storage(url=self.config.storage_url, config=self.config)
         if storage is None:
             raise ConfigError(
@@ -98,7 +99,7 @@ class Engine:
         ]
         self.owner = owner or _worker_name()
         workers = self.config.workers or os.cpu_count() or 1
-        self.compressor = Compressor(
+        self._compressor = Compressor(
             self.config.compress_options(), workers=workers, mode=self.config.compress_pool
         )
         self.fetcher = Fetcher(self.config.fetch_options())
@@ -110,24 +111,34 @@ class Engine:
             # Longer than any one attempt may take, so a live attempt is never taken over.
             lease=timedelta(seconds=max(60.0, 2 * self.config.webhook_timeout)),
         )
-        self.pipeline = Pipeline(
+        pipeline = Pipeline(
             config=self.config,
-            runner=self.runner,
+            runner=self._runner,
             storage=self.storage,
             fetcher=self.fetcher,
-            compressor=self.compressor,
+            compressor=self._compressor,
             notifiers=self.notifiers,
             pm=self.pm,
             owner=self.owner,
             on_settled=lambda _settlement: self.dispatcher.wake(),
         )
-        executor = self.pm.hook.imgcore_executor(name=self.config.executor, engine=self)
+        work: Work = LeasedWork(
+            db=self.db,
+            runner=self._runner,
+            pipeline=pipeline,
+            lease=timedelta(seconds=self.config.lease_seconds),
+            fetch_concurrency=self.config.fetch_concurrency,
+            compression_workers=self._compressor.workers,
+        )
+        executor = self.pm.hook.imgcore_executor(
+            name=self.config.executor, work=work, config=self.config
+        )
         if executor is None:
             raise ConfigError(
                 f"no executor named {self.config.executor!r}: is its plugin installed?"
             )
         self.executor: Executor = executor
-        self.thumbnails = Thumbnails(self.runner, self.storage)
+        self.thumbnails = Thumbnails(self._runner, self.storage)
         self._started = False
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -161,10 +172,10 @@ class Engine:
             if self._started:
                 await self.fetcher.aclose()
             await self.dispatcher.aclose()
-            self.compressor.close()
+            self._compressor.close()
             await self.storage.aclose()
             await self.db.dispose()
-            self.runner.dispose()
+            self._runner.dispose()
         self._started = False
 
     async def run(self, *, process: bool = True) -> None:
@@ -184,7 +195,7 @@ class Engine:
         """
         async with anyio.create_task_group() as tg:
             if process:
-                self.compressor.start()
+                self._compressor.start()
                 await tg.start(_start_executor, self.executor)
             tg.start_soon(self.dispatcher.run)
             try:
@@ -279,7 +290,7 @@ class Engine:
     async def status(self, request_id: UUID | str) -> RequestInfo:
         """A request's status and progress; raises :class:`RequestNotFoundError`."""
         rid = _as_uuid(request_id)
-        info = await self.runner.read(lambda conn: repo.read_request(conn, rid), short=True)
+        info = await self._runner.read(lambda conn: repo.read_request(conn, rid), short=True)
         if info is None:
             raise RequestNotFoundError(request_id)
         return info
@@ -308,7 +319,7 @@ class Engine:
             )
             return info, page, repo.read_deliveries(conn, rid)
 
-        info, page, deliveries = await self.runner.read(read, short=limit <= SHORT_PAGE)
+        info, page, deliveries = await self._runner.read(read, short=limit <= SHORT_PAGE)
         if info is None:
             raise RequestNotFoundError(request_id)
         return info, page, deliveries
@@ -318,7 +329,7 @@ class Engine:
     ) -> list[ProductInfo]:
         """Products ``start`` … ``start+limit-1`` of a request with their images' output URLs."""
         rid = _as_uuid(request_id)
-        page = await self.runner.read(
+        page = await self._runner.read(
             lambda conn: repo.read_product_page(conn, rid, start=start, limit=limit),
             short=limit <= SHORT_PAGE,
         )
@@ -327,7 +338,7 @@ class Engine:
     async def deliveries(self, request_id: UUID | str) -> list[DeliveryInfo]:
         """A request's notifications and how their delivery went."""
         rid = _as_uuid(request_id)
-        return await self.runner.read(lambda conn: repo.read_deliveries(conn, rid), short=True)
+        return await self._runner.read(lambda conn: repo.read_deliveries(conn, rid), short=True)
 
     async def output_csv(self, request_id: UUID | str) -> AsyncIterator[bytes]:
         """The output CSV, streamed in input order: the input columns plus ``Output Image Urls``.
@@ -346,7 +357,7 @@ class Engine:
         # without holding a connection.
         start = 0
         while True:
-            page = await self.runner.read(
+            page = await self._runner.read(
                 partial(
                     repo.read_product_page, request_id=request_id, start=start, limit=OUTPUT_PAGE
                 )

@@ -16,8 +16,7 @@ import pluggy
 
 if TYPE_CHECKING:
     from imgcore.config import Config
-    from imgcore.contracts import Executor, ImageEnded, Notifier, Storage
-    from imgcore.engine import Engine
+    from imgcore.contracts import Executor, ImageEnded, Notifier, Storage, Work
 
 PROJECT = "imgcore"
 
@@ -46,12 +45,16 @@ def imgcore_storage(url: str, config: Config) -> Storage | None:
 
 
 @hookspec(firstresult=True)
-def imgcore_executor(name: str, engine: Engine) -> Executor | None:
+def imgcore_executor(name: str, work: Work, config: Config) -> Executor | None:
     """Return the executor called ``name`` if this plugin provides it, else ``None``.
 
-    ``name`` is the configured ``IMGCORE_EXECUTOR`` (``local``, ``saq``…). The executor
-    implements :class:`imgcore._executors.Executor` and processes images through
-    ``engine.pipeline``; the database stays the truth about every image's status.
+    ``name`` is the configured ``IMGCORE_EXECUTOR`` (``local``, ``saq``…). Called once per
+    Engine; return ``None`` quickly, without I/O, for any other name. The executor implements
+    :class:`imgcore.contracts.Executor` and does all its work through ``work``
+    (:class:`imgcore.contracts.Work`): it claims images there (leases, renewed while they
+    run), processes each with ``work.process`` and gives back what it has not finished when
+    it stops. The database stays the truth about every image's status, so the executor may
+    be killed at any moment. ``config`` is imgcore's configuration, for settings of its own.
     """
 
 

@@ -15,17 +15,13 @@ import math
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
-from datetime import datetime, timedelta
-from functools import partial
-from typing import TYPE_CHECKING
+from datetime import datetime
 from uuid import UUID
 
 import anyio
 import anyio.abc
-import sqlalchemy as sa
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
-from imgcore._clock import utcnow
-from imgcore._db import repo
+from imgcore.plugin import Claim, Config, Work
 from saq.job import TERMINAL_STATUSES, Job
 from saq.queue import Queue
 from saq.types import Context, PartialTimersDict
@@ -33,10 +29,6 @@ from saq.worker import Worker
 
 from imgcore_saq.queues import open_queue
 from imgcore_saq.settings import SaqSettings
-
-if TYPE_CHECKING:
-    from imgcore.contracts import Claim
-    from imgcore.engine import Engine
 
 __all__ = ["JOB_FUNCTION", "SaqExecutor"]
 
@@ -86,16 +78,15 @@ class SaqExecutor:
     but look again when that lease or retry time has passed.
     """
 
-    def __init__(self, engine: Engine, settings: SaqSettings) -> None:
-        self.engine = engine
+    def __init__(self, work: Work, config: Config, settings: SaqSettings) -> None:
+        self.work = work
         self.settings = settings
-        config = engine.config
-        self.lease = timedelta(seconds=config.lease_seconds)
-        self.concurrency = settings.concurrency or config.fetch_concurrency
+        self.lease = work.lease
+        self.concurrency = settings.concurrency or work.fetch_concurrency
         self.timeout = settings.job_timeout(config)
         # A job untouched this long belongs to a dead worker: the sweep retries it. Touched
         # with every lease renewal (a third of the lease), and expiring with the lease.
-        self.heartbeat = max(1, math.ceil(config.lease_seconds))
+        self.heartbeat = max(1, math.ceil(work.lease.total_seconds()))
         self._queue: Queue | None = None
         self._submissions: MemoryObjectSendStream[UUID] | None = None
         self._inflight: dict[int, Job] = {}
@@ -168,8 +159,7 @@ class SaqExecutor:
         added = 0
         after = 0
         while True:
-            async with self.engine.db.connect() as conn:
-                ids = await repo.pending_image_ids(conn, request_id, after_id=after, limit=BATCH)
+            ids = await self.work.pending_ids(request_id, after=after, limit=BATCH)
             if not ids:
                 return added
             jobs = await queue.jobs([self.job_key(i) for i in ids])
@@ -241,7 +231,6 @@ class SaqExecutor:
                 await queue.disconnect()
 
     async def _work(self, queue: Queue, task_status: anyio.abc.TaskStatus[None]) -> None:
-        owner = self.engine.pipeline.owner
         worker = _Worker(
             queue,
             functions=[(JOB_FUNCTION, self._process_job)],
@@ -252,7 +241,7 @@ class SaqExecutor:
                 schedule=1, worker_info=10, abort=1, sweep=self.settings.sweep_seconds
             ),
             cancellation_hard_deadline_s=5.0,
-            metadata={"owner": owner},
+            metadata={"owner": self.work.owner},
         )
         self._stopping = False
         # SAQ runs on asyncio tasks of its own; they must outlive our cancellation long
@@ -271,9 +260,7 @@ class SaqExecutor:
                 with _quiet_saq_stop():
                     await worker.stop()
                 await asyncio.gather(working, return_exceptions=True)
-                released = await self.engine.runner.write(
-                    partial(repo.release_images, owner=owner, now=utcnow())
-                )
+                released = await self.work.release()
                 if released:
                     log.info("returned %d unfinished images to the queue", released)
 
@@ -281,23 +268,15 @@ class SaqExecutor:
         job = ctx.get("job")
         if job is None:
             raise RuntimeError("SAQ called the job function without its job")
-        owner = self.engine.pipeline.owner
-        now = utcnow()
-
-        def claim_or_due(conn: sa.Connection) -> tuple[list[Claim], datetime | None]:
-            claims = repo.claim_image_ids(conn, [image_id], owner=owner, lease=self.lease, now=now)
-            return claims, None if claims else repo.image_due_at(conn, image_id)
-
-        claims, due = await self.engine.runner.write(claim_or_due)
-        if not claims:
-            if due is None:
-                return "ended"  # done or failed already (or deleted): a duplicate job
-            self._look_again_at(job, due)
+        claim = await self.work.claim_image(image_id)
+        if claim is None:
+            return "ended"  # done or failed already (or deleted): a duplicate job
+        if isinstance(claim, datetime):  # not due: leased elsewhere, or waiting for a retry
+            self._look_again_at(job, claim)
             return "not due"
-        claim = claims[0]
         self._inflight[claim.id] = job
         try:
-            await self.engine.pipeline.process(claim)
+            await self.work.process(claim)
         except anyio.get_cancelled_exc_class():
             # A timeout or an abort (at shutdown, run() gives every image back at once).
             if not self._stopping:
@@ -308,7 +287,7 @@ class SaqExecutor:
             self._inflight.pop(claim.id, None)
         # A transient error leaves the image pending until its retry time; a lost lease
         # leaves it with another worker until that lease ends.
-        due = await self.engine.runner.read(partial(repo.image_due_at, image_id=image_id))
+        due = await self.work.due_at(image_id)
         if due is not None:
             self._look_again_at(job, due)
             return "deferred"
@@ -332,30 +311,22 @@ class SaqExecutor:
 
     async def _give_back(self, claim: Claim) -> None:
         try:
-            await self.engine.runner.write(
-                partial(
-                    repo.defer_image,
-                    claim=claim,
-                    owner=self.engine.pipeline.owner,
-                    at=utcnow(),
-                    error_reason="job_cancelled",
-                    error=f"the job was cancelled (timeout {self.timeout} s, or aborted)",
-                )
+            await self.work.defer(
+                claim,
+                error_reason="job_cancelled",
+                error=f"the job was cancelled (timeout {self.timeout} s, or aborted)",
             )
         except Exception:
             log.exception("could not give image %s back; its lease expires", claim.id)
 
     async def _keep_alive(self) -> None:
-        owner = self.engine.pipeline.owner
         while True:
             await anyio.sleep(self.lease.total_seconds() / 3)
             if not self._inflight:
                 continue
             ids = list(self._inflight)
             try:
-                await self.engine.runner.write(
-                    partial(repo.renew_leases, owner=owner, ids=ids, until=utcnow() + self.lease)
-                )
+                await self.work.renew(ids)
             except Exception:
                 log.exception("could not renew leases")
             async with anyio.create_task_group() as tg:

@@ -1,25 +1,19 @@
-"""The built-in executor: claims work from the database and runs it in this process."""
+"""The built-in executor: claims work from the database and runs it in this process.
+
+It uses only what any executor plugin gets: its :class:`~imgcore.plugin.Work` and the config.
+"""
 
 from __future__ import annotations
 
 import logging
 import math
 import random
-from datetime import timedelta
-from functools import partial
-from typing import TYPE_CHECKING
 from uuid import UUID
 
 import anyio
 import anyio.abc
 
-from imgcore._clock import utcnow
-from imgcore._db import repo
-from imgcore.hookspecs import hookimpl
-
-if TYPE_CHECKING:
-    from imgcore.contracts import Claim
-    from imgcore.engine import Engine
+from imgcore.plugin import Claim, Config, Work, hookimpl
 
 __all__ = ["LocalExecutor"]
 
@@ -37,11 +31,10 @@ class LocalExecutor:
     share one database, and the images of one that died are taken over once its leases expire.
     """
 
-    def __init__(self, engine: Engine, *, capacity: int | None = None) -> None:
-        self.engine = engine
-        config = engine.config
-        self.capacity = capacity or max(config.fetch_concurrency, 2 * engine.compressor.workers)
-        self.lease = timedelta(seconds=config.lease_seconds)
+    def __init__(self, work: Work, config: Config, *, capacity: int | None = None) -> None:
+        self.work = work
+        self.capacity = capacity or max(work.fetch_concurrency, 2 * work.compression_workers)
+        self.lease = work.lease
         self.poll_interval = config.poll_interval
         self._inflight: dict[int, Claim] = {}
         self._wake = anyio.Event()
@@ -54,7 +47,6 @@ class LocalExecutor:
         self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
         """Claim and process until cancelled; then give unfinished images back to the queue."""
-        owner = self.engine.pipeline.owner
         try:
             async with anyio.create_task_group() as work, anyio.create_task_group() as loops:
                 loops.start_soon(self._renew_leases)
@@ -65,9 +57,7 @@ class LocalExecutor:
                     loops.cancel_scope.cancel()
         finally:
             try:
-                released = await self.engine.runner.write(
-                    partial(repo.release_images, owner=owner, now=utcnow())
-                )
+                released = await self.work.release()
             except Exception:
                 # The database is unreachable: the leases expire instead.
                 log.warning("could not return unfinished images to the queue", exc_info=True)
@@ -84,15 +74,7 @@ class LocalExecutor:
             claims: list[Claim] = []
             if free >= batch or (free > 0 and not self._inflight):
                 try:
-                    claims = await self.engine.runner.write(
-                        partial(
-                            repo.claim_images,
-                            owner=self.engine.pipeline.owner,
-                            limit=free,
-                            lease=self.lease,
-                            now=utcnow(),
-                        )
-                    )
+                    claims = await self.work.claim(free)
                 except Exception:
                     # The database restarting or unreachable must not stop the executor.
                     # Any exception: drivers raise their own on connect (asyncpg's OSError
@@ -113,7 +95,7 @@ class LocalExecutor:
 
     async def _process(self, claim: Claim) -> None:
         try:
-            await self.engine.pipeline.process(claim)
+            await self.work.process(claim)
         except Exception:
             # A bug or a database outage: the lease expires and the image is tried again.
             log.exception("processing image %s failed unexpectedly", claim.id)
@@ -122,21 +104,18 @@ class LocalExecutor:
             self._wake.set()
 
     async def _renew_leases(self) -> None:
-        owner = self.engine.pipeline.owner
         while True:
             await anyio.sleep(self.lease.total_seconds() / 3)
             ids = list(self._inflight)
             if not ids:
                 continue
             try:
-                await self.engine.runner.write(
-                    partial(repo.renew_leases, owner=owner, ids=ids, until=utcnow() + self.lease)
-                )
+                await self.work.renew(ids)
             except Exception:
                 log.exception("could not renew leases")
 
 
 @hookimpl
-def imgcore_executor(name: str, engine: Engine) -> LocalExecutor | None:
+def imgcore_executor(name: str, work: Work, config: Config) -> LocalExecutor | None:
     """``local``: the in-process executor (the default)."""
-    return LocalExecutor(engine) if name == "local" else None
+    return LocalExecutor(work, config) if name == "local" else None
