@@ -7,7 +7,7 @@ plugins: the modules whose names start with ``_`` are private and may change in 
 
 from __future__ import annotations
 
-from imgcore.config import Config, ConfigError
+from imgcore.config import Config, ConfigError, read_env
 from imgcore.contracts import (
     Claim,
     DeliveryClaim,
@@ -45,5 +45,6 @@ __all__ = [
     "check_key",
     "hookimpl",
     "image_key",
+    "read_env",
     "safe_key",
 ]

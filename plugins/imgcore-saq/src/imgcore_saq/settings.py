@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 import msgspec
-from imgcore.config import Config, ConfigError
+from imgcore.config import Config, ConfigError, read_env
 
 __all__ = ["QUEUE_URL_ENV", "SaqSettings", "default_timeout"]
 
@@ -83,21 +83,15 @@ class SaqSettings(msgspec.Struct, frozen=True, kw_only=True):
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> SaqSettings:
         """Read the settings; ConfigError when the queue URL is missing or unusable."""
         env = os.environ if environ is None else environ
-        raw: dict[str, Any] = {}
-        if QUEUE_URL_ENV in env:
-            raw["queue_url"] = env[QUEUE_URL_ENV]
-        for name in cls.__struct_fields__:
-            value = env.get(_PREFIX + name.upper())
-            if name != "queue_url" and value is not None:
-                raw[name] = value
-        raw.update(overrides)
-        if not raw.get("queue_url"):
+        given = {"queue_url": env[QUEUE_URL_ENV]} if QUEUE_URL_ENV in env else {}
+        given.update(overrides)
+        if not given.get("queue_url"):
             raise ConfigError(
                 f"the saq executor needs {QUEUE_URL_ENV} (redis://… or postgresql://…)"
             )
         try:
-            settings = msgspec.convert(raw, cls, strict=False)
-        except msgspec.ValidationError as exc:
+            settings = read_env(cls, _PREFIX, env, given, skip=frozenset({"queue_url"}))
+        except ConfigError as exc:
             raise ConfigError(f"invalid saq setting: {exc}") from exc
         if settings.scheme not in _SCHEMES:
             raise ConfigError(
