@@ -7,6 +7,7 @@ plugins: the modules whose names start with ``_`` are private and may change in 
 
 from __future__ import annotations
 
+from imgcore._plugins import create_plugin_manager
 from imgcore.config import Config, ConfigError, read_env
 from imgcore.contracts import (
     Claim,
@@ -43,6 +44,7 @@ __all__ = [
     "StorageError",
     "Work",
     "check_key",
+    "create_plugin_manager",
     "hookimpl",
     "image_key",
     "read_env",

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import os
 
-from imgcore.config import Config
-from imgcore.hookspecs import hookimpl
-from imgcore.plugin import Notifier, Storage
+from imgcore.plugin import Config, Notifier, Storage, hookimpl
 
 from imgcore_example_notifier.notifier import LOG_ENV, JsonLinesNotifier
 from imgcore_example_notifier.storage import MemoryStorage

@@ -5,9 +5,7 @@ from __future__ import annotations
 import os
 from urllib.parse import urlsplit
 
-from imgcore.config import Config
-from imgcore.hookspecs import hookimpl
-from imgcore.plugin import Storage
+from imgcore.plugin import Config, Storage, hookimpl
 
 from imgcore_s3.storage import SCHEMES, ObjectStorage, S3Settings
 

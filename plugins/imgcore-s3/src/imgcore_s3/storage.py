@@ -10,8 +10,7 @@ from urllib.parse import quote
 
 import msgspec
 import obstore
-from imgcore.config import ConfigError
-from imgcore.plugin import StorageError, safe_key
+from imgcore.plugin import ConfigError, StorageError, safe_key
 from obstore.exceptions import (
     AlreadyExistsError,
     InvalidPathError,

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 import msgspec
-from imgcore.config import Config, ConfigError, read_env
+from imgcore.plugin import Config, ConfigError, read_env
 
 __all__ = ["QUEUE_URL_ENV", "SaqSettings", "default_timeout"]
 
