@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from imgcore import Engine, db
+from imgcore import Database, Engine
 from imgcore._db.tables import images, requests
 
 from support.services import POSTGRES_URL, REDIS_URL, require, scratch_database
@@ -34,11 +34,11 @@ def postgres_database() -> Iterator[str]:
     with scratch_database(POSTGRES_URL) as url:
 
         async def upgrade() -> None:
-            engine = db.create_engine(url)
+            database = Database(url)
             try:
-                await db.upgrade(engine)
+                await database.upgrade()
             finally:
-                await engine.dispose()
+                await database.dispose()
 
         asyncio.run(upgrade())
         yield url
@@ -127,8 +127,9 @@ def make_csv(urls: list[str], per_row: int = 3) -> bytes:
 
 async def image_rows(engine: Engine, request_id: Any) -> list[sa.Row[Any]]:
     """``(id, url, status, attempts, lease_owner)`` of every image of a request, by id."""
-    async with engine.db.connect() as conn:
-        result = await conn.execute(
+
+    def read(conn: sa.Connection) -> Any:
+        result = conn.execute(
             sa.select(
                 images.c.id, images.c.url, images.c.status, images.c.attempts, images.c.lease_owner
             )
@@ -137,15 +138,20 @@ async def image_rows(engine: Engine, request_id: Any) -> list[sa.Row[Any]]:
         )
         return list(result.all())
 
+    return await engine.database.read(read)
+
 
 async def counters(engine: Engine, request_id: Any) -> tuple[int, int]:
     """The request's ``(done_images, failed_images)`` counters."""
-    async with engine.db.connect() as conn:
+
+    def read(conn: sa.Connection) -> Any:
         row = (
-            await conn.execute(
+            conn.execute(
                 sa.select(requests.c.done_images, requests.c.failed_images).where(
                     requests.c.id == request_id
                 )
             )
         ).one()
-    return row.done_images, row.failed_images
+        return row.done_images, row.failed_images
+
+    return await engine.database.read(read)

@@ -15,6 +15,7 @@ __version__ = "0.1.0"
 
 if TYPE_CHECKING:
     from imgcore._compress import CompressedImage, CompressOptions, ImageError
+    from imgcore._db.database import Database
     from imgcore._fetch import Fetcher, FetchError, FetchOptions
     from imgcore.config import Config, ConfigError
     from imgcore.csvio import CsvIssue, CsvLimits, CsvValidationError
@@ -33,6 +34,7 @@ _EXPORTS = {
     "CsvIssue": "imgcore.csvio",
     "CsvLimits": "imgcore.csvio",
     "CsvValidationError": "imgcore.csvio",
+    "Database": "imgcore._db.database",
     "Engine": "imgcore.engine",
     "ImageNotFoundError": "imgcore.engine",
     "RequestNotFoundError": "imgcore.engine",
@@ -56,6 +58,7 @@ __all__ = [
     "CsvIssue",
     "CsvLimits",
     "CsvValidationError",
+    "Database",
     "Engine",
     "FetchError",
     "FetchOptions",

@@ -25,7 +25,7 @@ import anyio.abc
 import sqlalchemy as sa
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from imgcore._clock import utcnow
-from imgcore._db import repo
+from imgcore._db import images
 from saq.job import TERMINAL_STATUSES, Job
 from saq.queue import Queue
 from saq.types import Context, PartialTimersDict
@@ -168,8 +168,11 @@ class SaqExecutor:
         added = 0
         after = 0
         while True:
-            async with self.engine.db.connect() as conn:
-                ids = await repo.pending_image_ids(conn, request_id, after_id=after, limit=BATCH)
+            ids = await self.engine.database.read(
+                partial(
+                    images.pending_image_ids, request_id=request_id, after_id=after, limit=BATCH
+                )
+            )
             if not ids:
                 return added
             jobs = await queue.jobs([self.job_key(i) for i in ids])
@@ -271,8 +274,8 @@ class SaqExecutor:
                 with _quiet_saq_stop():
                     await worker.stop()
                 await asyncio.gather(working, return_exceptions=True)
-                released = await self.engine.runner.write(
-                    partial(repo.release_images, owner=owner, now=utcnow())
+                released = await self.engine.database.write(
+                    partial(images.release_images, owner=owner, now=utcnow())
                 )
                 if released:
                     log.info("returned %d unfinished images to the queue", released)
@@ -285,10 +288,12 @@ class SaqExecutor:
         now = utcnow()
 
         def claim_or_due(conn: sa.Connection) -> tuple[list[Claim], datetime | None]:
-            claims = repo.claim_image_ids(conn, [image_id], owner=owner, lease=self.lease, now=now)
-            return claims, None if claims else repo.image_due_at(conn, image_id)
+            claims = images.claim_image_ids(
+                conn, [image_id], owner=owner, lease=self.lease, now=now
+            )
+            return claims, None if claims else images.image_due_at(conn, image_id)
 
-        claims, due = await self.engine.runner.write(claim_or_due)
+        claims, due = await self.engine.database.write(claim_or_due)
         if not claims:
             if due is None:
                 return "ended"  # done or failed already (or deleted): a duplicate job
@@ -308,7 +313,7 @@ class SaqExecutor:
             self._inflight.pop(claim.id, None)
         # A transient error leaves the image pending until its retry time; a lost lease
         # leaves it with another worker until that lease ends.
-        due = await self.engine.runner.read(partial(repo.image_due_at, image_id=image_id))
+        due = await self.engine.database.read(partial(images.image_due_at, image_id=image_id))
         if due is not None:
             self._look_again_at(job, due)
             return "deferred"
@@ -332,9 +337,9 @@ class SaqExecutor:
 
     async def _give_back(self, claim: Claim) -> None:
         try:
-            await self.engine.runner.write(
+            await self.engine.database.write(
                 partial(
-                    repo.defer_image,
+                    images.defer_image,
                     claim=claim,
                     owner=self.engine.pipeline.owner,
                     at=utcnow(),
@@ -353,8 +358,8 @@ class SaqExecutor:
                 continue
             ids = list(self._inflight)
             try:
-                await self.engine.runner.write(
-                    partial(repo.renew_leases, owner=owner, ids=ids, until=utcnow() + self.lease)
+                await self.engine.database.write(
+                    partial(images.renew_leases, owner=owner, ids=ids, until=utcnow() + self.lease)
                 )
             except Exception:
                 log.exception("could not renew leases")

@@ -14,7 +14,7 @@ import anyio
 import anyio.abc
 
 from imgcore._clock import utcnow
-from imgcore._db import repo
+from imgcore._db import images
 from imgcore.hookspecs import hookimpl
 
 if TYPE_CHECKING:
@@ -65,8 +65,8 @@ class LocalExecutor:
                     loops.cancel_scope.cancel()
         finally:
             try:
-                released = await self.engine.runner.write(
-                    partial(repo.release_images, owner=owner, now=utcnow())
+                released = await self.engine.database.write(
+                    partial(images.release_images, owner=owner, now=utcnow())
                 )
             except Exception:
                 # The database is unreachable: the leases expire instead.
@@ -84,9 +84,9 @@ class LocalExecutor:
             claims: list[Claim] = []
             if free >= batch or (free > 0 and not self._inflight):
                 try:
-                    claims = await self.engine.runner.write(
+                    claims = await self.engine.database.write(
                         partial(
-                            repo.claim_images,
+                            images.claim_images,
                             owner=self.engine.pipeline.owner,
                             limit=free,
                             lease=self.lease,
@@ -129,8 +129,8 @@ class LocalExecutor:
             if not ids:
                 continue
             try:
-                await self.engine.runner.write(
-                    partial(repo.renew_leases, owner=owner, ids=ids, until=utcnow() + self.lease)
+                await self.engine.database.write(
+                    partial(images.renew_leases, owner=owner, ids=ids, until=utcnow() + self.lease)
                 )
             except Exception:
                 log.exception("could not renew leases")
