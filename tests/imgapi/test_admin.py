@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import re
+import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -366,3 +367,25 @@ async def test_the_stylesheet_is_served_without_login(client: Client) -> None:
     response = await client.get("/admin/static/admin.css")
     assert response.status_code == 200 and response.headers["content-type"].startswith("text/css")
     assert "@media" in response.text
+
+
+# -- a busy database --------------------------------------------------------------------------
+
+
+async def test_readiness_and_admin_pages_answer_while_another_process_holds_the_write_lock(
+    admin: Client, tmp_path: Path
+) -> None:
+    # A writer elsewhere (an `imgcore worker`, a long submit) holds SQLite's write lock: reads
+    # do not queue behind it, so the probe stays ready and the pages load.
+    holder = sqlite3.connect(tmp_path / "imgcore.sqlite3", isolation_level=None)
+    try:
+        holder.execute("BEGIN IMMEDIATE")
+        with anyio.fail_after(30):  # a guard against hanging, not a timing assertion
+            ready = await admin.get("/readyz")
+            page = await admin.get("/admin", follow_redirects=False)
+        assert holder.in_transaction, "the lock was still held when both answered"
+    finally:
+        holder.close()
+
+    assert ready.status_code == 200, ready.text
+    assert page.status_code == 200 and "Log out" in page.text

@@ -143,11 +143,12 @@ class Engine:
         if self.database.embedded:
             await self.database.upgrade()
         else:
-            current, heads = await self.database.revisions(), self.database.heads()
-            if current != heads:
+            missing = await self.database.missing()
+            if missing:
+                current = await self.database.revisions()
                 raise ConfigError(
                     f"the database schema is at {', '.join(sorted(current)) or 'nothing'}, "
-                    f"this imgcore needs {', '.join(sorted(heads))}: run `imgcore db upgrade`"
+                    f"this imgcore needs {', '.join(sorted(missing))}: run `imgcore db upgrade`"
                 )
         await self.fetcher.__aenter__()
         self._started = True

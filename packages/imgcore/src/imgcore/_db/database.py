@@ -165,8 +165,12 @@ class Database:
         await self.write(lambda conn: migrate.upgrade(conn, self.migrations))
 
     async def revisions(self) -> frozenset[str]:
-        """The revisions the database is at, one per branch (empty when never migrated)."""
+        """The revisions Alembic records for the database (empty when never migrated)."""
         return await self.read(migrate.current_heads)
+
+    async def missing(self) -> frozenset[str]:
+        """The branch heads the database has not reached yet (empty when it is current)."""
+        return await self.read(lambda conn: migrate.missing_heads(conn, self.migrations))
 
     def heads(self) -> frozenset[str]:
         """The newest revision of every branch this version ships."""

@@ -16,8 +16,17 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 
-__all__ = ["MIGRATIONS", "VERSIONS", "alembic_config", "current_heads", "script_heads", "upgrade"]
+__all__ = [
+    "MIGRATIONS",
+    "VERSIONS",
+    "alembic_config",
+    "current_heads",
+    "missing_heads",
+    "script_heads",
+    "upgrade",
+]
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 """The Alembic environment (``env.py``) every branch runs in."""
@@ -46,6 +55,27 @@ def script_heads(locations: Sequence[Path] = (VERSIONS,)) -> frozenset[str]:
 def current_heads(connection: sa.Connection) -> frozenset[str]:
     """The revisions the database is at (empty when it has never been migrated)."""
     return frozenset(MigrationContext.configure(connection).get_current_heads())
+
+
+def missing_heads(
+    connection: sa.Connection, locations: Sequence[Path] = (VERSIONS,)
+) -> frozenset[str]:
+    """The branch heads the database has not reached (empty when it is up to date).
+
+    Alembic records only the revisions nothing applied depends on (a branch whose first
+    revision depends on imgcore's ``0001`` leaves just its own), so each head is looked for
+    among the current revisions and everything they descend from or depend on.
+    """
+    script = ScriptDirectory.from_config(alembic_config(locations))
+    heads = frozenset(script.get_heads())
+    try:
+        applied = {
+            rev.revision
+            for rev in script.iterate_revisions(tuple(current_heads(connection)), "base")
+        }
+    except CommandError:  # a revision this version does not know (a newer one's)
+        return heads
+    return heads - applied
 
 
 def upgrade(connection: sa.Connection, locations: Sequence[Path] = (VERSIONS,)) -> None:
