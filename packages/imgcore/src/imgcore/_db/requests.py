@@ -284,7 +284,7 @@ def read_product_page(
 
 
 # What a status poll shows of a page: none of the JSON, timestamps and sizes whose decoding
-# made up most of read_product_page's time (0.18 against 0.36 ms for 10 products on SQLite).
+# makes up most of read_product_page's time (see docs/performance.md).
 _PROGRESS_PAGE = _page_statement(
     _P.serial,
     _P.name,
