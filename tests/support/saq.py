@@ -21,26 +21,18 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from imgcore import Database, Engine
+from imgcore import Engine
 from imgcore._db.tables import images, requests
 
-from support.services import POSTGRES_URL, REDIS_URL, require, scratch_database
+from support.services import POSTGRES_URL, REDIS_URL, migrate, require, scratch_database
 
 
 @contextmanager
 def postgres_database() -> Iterator[str]:
-    """A scratch PostgreSQL database at imgcore's schema head; yields its SQLAlchemy URL."""
+    """A scratch PostgreSQL database at every branch's head; yields its SQLAlchemy URL."""
     require("PostgreSQL", POSTGRES_URL)
     with scratch_database(POSTGRES_URL) as url:
-
-        async def upgrade() -> None:
-            database = Database(url)
-            try:
-                await database.upgrade()
-            finally:
-                await database.dispose()
-
-        asyncio.run(upgrade())
+        asyncio.run(migrate(url))
         yield url
 
 
