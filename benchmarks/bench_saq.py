@@ -33,7 +33,7 @@ from pathlib import Path
 import anyio
 import sqlalchemy as sa
 from _bench import make_csv, origin
-from imgcore import Config, Engine, db
+from imgcore import Config, Database, Engine
 from imgcore_saq import SaqExecutor
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -58,11 +58,11 @@ def scratch_database() -> Iterator[str]:
             await engine.dispose()
 
     async def upgrade(url: str) -> None:
-        engine = db.create_engine(url)
+        database = Database(url)
         try:
-            await db.upgrade(engine)
+            await database.upgrade()
         finally:
-            await engine.dispose()
+            await database.dispose()
 
     asyncio.run(admin(f'CREATE DATABASE "{name}"'))
     url = base.set(database=name).render_as_string(hide_password=False)

@@ -58,8 +58,9 @@ STARTUP = 90.0
 
 async def ended_rows(engine: Engine, request_id: Any) -> list[sa.Row[Any]]:
     """Every image of the request with what its ending left behind, by id."""
-    async with engine.db.connect() as conn:
-        result = await conn.execute(
+
+    def read(conn: sa.Connection) -> Any:
+        result = conn.execute(
             sa.select(
                 images.c.id,
                 images.c.status,
@@ -74,6 +75,8 @@ async def ended_rows(engine: Engine, request_id: Any) -> list[sa.Row[Any]]:
             .order_by(images.c.id)
         )
         return list(result.all())
+
+    return await engine.database.read(read)
 
 
 async def assert_each_image_ended_once(

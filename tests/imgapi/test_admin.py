@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import re
+import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import sqlalchemy as sa
 from imgapi import Settings, create_app
 from imgapi.admin.accounts import MAX_FAILURES, save_admin
 from imgapi.admin.security import COOKIE_NAME, safe_next
-from imgcore._db.tables import admin_users
+from imgapi.tables import admin_users
 from imgcore.engine import Engine
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
@@ -71,7 +72,7 @@ def settings(tmp_path: Path) -> Settings:
 @pytest.fixture
 async def admin(client: Client) -> Client:
     """The client, logged in as 'admin'."""
-    await save_admin(engine_of(client).db, "admin", PASSWORD)
+    await save_admin(engine_of(client).database, "admin", PASSWORD)
     response = await log_in(client)
     assert response.status_code == 303, response.text
     return client
@@ -102,7 +103,7 @@ async def test_an_anonymous_thumbnail_or_csv_is_not_served(client: Client) -> No
 
 
 async def test_the_right_password_logs_in_and_goes_to_next(client: Client) -> None:
-    await save_admin(engine_of(client).db, "admin", PASSWORD)
+    await save_admin(engine_of(client).database, "admin", PASSWORD)
     response = await log_in(client, next="/admin?status=Failed")
     assert (response.status_code, response.headers["location"]) == (303, "/admin?status=Failed")
     page = await client.get("/admin")
@@ -113,7 +114,7 @@ async def test_the_right_password_logs_in_and_goes_to_next(client: Client) -> No
 async def test_the_session_cookie_is_httponly_samesite_lax_and_scoped_to_admin(
     client: Client,
 ) -> None:
-    await save_admin(engine_of(client).db, "admin", PASSWORD)
+    await save_admin(engine_of(client).database, "admin", PASSWORD)
     cookie = (await log_in(client)).headers["set-cookie"]
     assert cookie.startswith(f"{COOKIE_NAME}=")
     assert "HttpOnly" in cookie and "SameSite=lax" in cookie and "Path=/admin" in cookie
@@ -130,7 +131,7 @@ async def test_the_session_cookie_is_secure_when_the_public_url_is_https(tmp_pat
 
 
 async def test_a_wrong_password_shows_the_form_again(client: Client) -> None:
-    await save_admin(engine_of(client).db, "admin", PASSWORD)
+    await save_admin(engine_of(client).database, "admin", PASSWORD)
     response = await log_in(client, password="wrong password")
     assert response.status_code == 200
     assert "Wrong username or password" in response.text
@@ -144,19 +145,20 @@ async def test_an_unknown_user_gets_the_same_answer(client: Client) -> None:
 
 
 async def test_repeated_wrong_passwords_lock_the_user_out(client: Client) -> None:
-    await save_admin(engine_of(client).db, "admin", PASSWORD)
+    await save_admin(engine_of(client).database, "admin", PASSWORD)
     for _ in range(MAX_FAILURES):
         await log_in(client, password="wrong password")
     response = await log_in(client)  # the right one, too late
     assert response.status_code == 200
     assert "too many failed attempts" in response.text
-    async with engine_of(client).db.connect() as conn:
-        locked_until = (await conn.execute(sa.select(admin_users.c.locked_until))).scalar_one()
+    locked_until = await engine_of(client).database.read(
+        lambda conn: conn.execute(sa.select(admin_users.c.locked_until)).scalar_one()
+    )
     assert locked_until is not None and locked_until > datetime.now(UTC)
 
 
 async def test_a_new_password_lifts_the_lockout(client: Client) -> None:
-    db = engine_of(client).db
+    db = engine_of(client).database
     await save_admin(db, "admin", PASSWORD)
     for _ in range(MAX_FAILURES):
         await log_in(client, password="wrong password")
@@ -165,7 +167,7 @@ async def test_a_new_password_lifts_the_lockout(client: Client) -> None:
 
 
 async def test_a_login_without_the_csrf_token_is_refused(client: Client) -> None:
-    await save_admin(engine_of(client).db, "admin", PASSWORD)
+    await save_admin(engine_of(client).database, "admin", PASSWORD)
     await client.get("/admin/login")
     response = await client.post(
         "/admin/login", data={"username": "admin", "password": PASSWORD}, follow_redirects=False
@@ -174,7 +176,7 @@ async def test_a_login_without_the_csrf_token_is_refused(client: Client) -> None
 
 
 async def test_a_password_change_ends_existing_sessions(admin: Client) -> None:
-    await save_admin(engine_of(admin).db, "admin", "a changed password")
+    await save_admin(engine_of(admin).database, "admin", "a changed password")
     assert (await admin.get("/admin", follow_redirects=False)).status_code == 303
 
 
@@ -308,7 +310,7 @@ async def test_the_admin_copies_of_status_and_csv_need_no_api_key(tmp_path: Path
     settings = Settings(core=core_config(tmp_path), log_format="none", api_keys=("k" * 32,))
     async with AsyncTestClient(create_app(settings), base_url="http://127.0.0.1:8000") as client:
         engine = engine_of(client)
-        await save_admin(engine.db, "admin", PASSWORD)
+        await save_admin(engine.database, "admin", PASSWORD)
         await log_in(client)
         request_id = await engine.submit_csv(make_csv([["http://127.0.0.1:9/x.jpg"]]))
         assert (await client.get(f"/status/{request_id}")).status_code == 401
@@ -366,3 +368,25 @@ async def test_the_stylesheet_is_served_without_login(client: Client) -> None:
     response = await client.get("/admin/static/admin.css")
     assert response.status_code == 200 and response.headers["content-type"].startswith("text/css")
     assert "@media" in response.text
+
+
+# -- a busy database --------------------------------------------------------------------------
+
+
+async def test_readiness_and_admin_pages_answer_while_another_process_holds_the_write_lock(
+    admin: Client, tmp_path: Path
+) -> None:
+    # A writer elsewhere (an `imgcore worker`, a long submit) holds SQLite's write lock: reads
+    # do not queue behind it, so the probe stays ready and the pages load.
+    holder = sqlite3.connect(tmp_path / "imgcore.sqlite3", isolation_level=None)
+    try:
+        holder.execute("BEGIN IMMEDIATE")
+        with anyio.fail_after(30):  # a guard against hanging, not a timing assertion
+            ready = await admin.get("/readyz")
+            page = await admin.get("/admin", follow_redirects=False)
+        assert holder.in_transaction, "the lock was still held when both answered"
+    finally:
+        holder.close()
+
+    assert ready.status_code == 200, ready.text
+    assert page.status_code == 200 and "Log out" in page.text

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import anyio
 import psutil
@@ -30,29 +31,31 @@ def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
 
 
 async def counts(engine: Engine, request_id: object) -> tuple[str, int, int, int, int]:
-    async with engine.db.connect() as conn:
+    def read(conn: sa.Connection) -> Any:
         req = (
-            await conn.execute(
+            conn.execute(
                 sa.select(
                     requests.c.status, requests.c.done_images, requests.c.failed_images
                 ).where(requests.c.id == request_id)
             )
         ).one()
         done = (
-            await conn.execute(
+            conn.execute(
                 sa.select(sa.func.count()).where(
                     images.c.request_id == request_id, images.c.status == "done"
                 )
             )
         ).scalar_one()
         failed = (
-            await conn.execute(
+            conn.execute(
                 sa.select(sa.func.count()).where(
                     images.c.request_id == request_id, images.c.status == "failed"
                 )
             )
         ).scalar_one()
-    return req.status, req.done_images, req.failed_images, done, failed
+        return req.status, req.done_images, req.failed_images, done, failed
+
+    return await engine.database.read(read)
 
 
 async def test_a_worker_killed_mid_run_is_finished_by_the_next_one(

@@ -8,13 +8,14 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 
 import anyio
 import pytest
 from imgcore import Config, Engine
 from imgcore._clock import utcnow
-from imgcore._db import repo
+from imgcore._db import images as images_db
 from imgcore.states import RequestStatus
 from imgcore_saq import SaqExecutor
 from saq.job import TERMINAL_STATUSES, Job, Status
@@ -194,14 +195,15 @@ async def test_a_job_for_an_image_leased_elsewhere_leaves_it_and_looks_again_at_
     async with Engine(config) as engine:
         request_id = await engine.submit_csv(make_csv([url]))
         now = utcnow()
-        async with engine.db.begin() as conn:
-            await conn.run_sync(
-                repo.claim_images,
+        await engine.database.write(
+            partial(
+                images_db.claim_images,
                 owner="another-worker",
                 limit=1,
                 lease=timedelta(seconds=60),
                 now=now,
             )
+        )
         lease_end = (now + timedelta(seconds=60)).timestamp()
         (row,) = await image_rows(engine, request_id)
         executor = saq_executor(engine)
@@ -228,14 +230,15 @@ async def test_an_image_leased_by_a_dead_worker_is_processed_once_its_lease_ends
     url = photo_urls(origin, 1, "leased")[0]
     async with Engine(config) as engine:
         request_id = await engine.submit_csv(make_csv([url]))
-        async with engine.db.begin() as conn:
-            held = await conn.run_sync(
-                repo.claim_images,
+        held = await engine.database.write(
+            partial(
+                images_db.claim_images,
                 owner="another-worker",
                 limit=1,
                 lease=timedelta(seconds=1),
                 now=utcnow(),
             )
+        )
         assert len(held) == 1
         async with engine.running():
             with anyio.fail_after(30):

@@ -22,26 +22,17 @@ from typing import Any
 
 import sqlalchemy as sa
 from imgcore import Engine
-from imgcore import _db as db
 from imgcore._db.tables import images, requests
 
-from support.services import POSTGRES_URL, REDIS_URL, require, scratch_database
+from support.services import POSTGRES_URL, REDIS_URL, migrate, require, scratch_database
 
 
 @contextmanager
 def postgres_database() -> Iterator[str]:
-    """A scratch PostgreSQL database at imgcore's schema head; yields its SQLAlchemy URL."""
+    """A scratch PostgreSQL database at every branch's head; yields its SQLAlchemy URL."""
     require("PostgreSQL", POSTGRES_URL)
     with scratch_database(POSTGRES_URL) as url:
-
-        async def upgrade() -> None:
-            engine = db.create_engine(url)
-            try:
-                await db.upgrade(engine)
-            finally:
-                await engine.dispose()
-
-        asyncio.run(upgrade())
+        asyncio.run(migrate(url))
         yield url
 
 
@@ -128,8 +119,9 @@ def make_csv(urls: list[str], per_row: int = 3) -> bytes:
 
 async def image_rows(engine: Engine, request_id: Any) -> list[sa.Row[Any]]:
     """``(id, url, status, attempts, lease_owner)`` of every image of a request, by id."""
-    async with engine.db.connect() as conn:
-        result = await conn.execute(
+
+    def read(conn: sa.Connection) -> Any:
+        result = conn.execute(
             sa.select(
                 images.c.id, images.c.url, images.c.status, images.c.attempts, images.c.lease_owner
             )
@@ -138,15 +130,20 @@ async def image_rows(engine: Engine, request_id: Any) -> list[sa.Row[Any]]:
         )
         return list(result.all())
 
+    return await engine.database.read(read)
+
 
 async def counters(engine: Engine, request_id: Any) -> tuple[int, int]:
     """The request's ``(done_images, failed_images)`` counters."""
-    async with engine.db.connect() as conn:
+
+    def read(conn: sa.Connection) -> Any:
         row = (
-            await conn.execute(
+            conn.execute(
                 sa.select(requests.c.done_images, requests.c.failed_images).where(
                     requests.c.id == request_id
                 )
             )
         ).one()
-    return row.done_images, row.failed_images
+        return row.done_images, row.failed_images
+
+    return await engine.database.read(read)

@@ -81,11 +81,12 @@ def scratch_database(url: str) -> Iterator[str]:
 
 
 async def migrate(url: str) -> None:
-    """Run imgcore's migrations on ``url`` with a throwaway engine."""
-    from imgcore._db import create_engine, upgrade
+    """Run every migration branch (imgcore's and the installed plugins') on ``url``."""
+    from imgcore._db import Database
+    from imgcore._plugins import create_plugin_manager, plugin_migrations
 
-    engine = create_engine(url)
+    database = Database(url, migrations=plugin_migrations(create_plugin_manager()))
     try:
-        await upgrade(engine)
+        await database.upgrade()
     finally:
-        await engine.dispose()
+        await database.dispose()

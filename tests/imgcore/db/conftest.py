@@ -15,7 +15,8 @@ from uuid import UUID, uuid4
 
 import anyio
 import pytest
-from imgcore._db import create_engine, repo
+from imgcore._db import requests as requests_db
+from imgcore._db.database import READ_ONLY, create_engine
 from imgcore._db.tables import metadata
 from sqlalchemy.ext.asyncio import AsyncEngine
 from support.services import SERVERS, migrate, require, scratch_database
@@ -58,9 +59,14 @@ def empty_database_url(
         yield url
 
 
+def reader(engine: AsyncEngine) -> AsyncEngine:
+    """The same engine for transactions that only read (on SQLite: a deferred BEGIN)."""
+    return engine.execution_options(**{READ_ONLY: True})
+
+
 @pytest.fixture
 async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    """``imgcore._db.create_engine`` on the backend's database, its tables emptied first."""
+    """``create_engine`` on the backend's database, its tables emptied first."""
     engine = create_engine(database_url)
     try:
         async with engine.begin() as conn:
@@ -105,17 +111,20 @@ def submit(engine: AsyncEngine) -> Submit:
         request_id = request_id or uuid4()
         rows = product_rows(image_counts, prefix=prefix)
         async with engine.begin() as conn:
-            await repo.create_request(
-                conn,
+            await conn.run_sync(
+                requests_db.create_request,
                 request_id=request_id,
                 header={"columns": ["S. No.", "Product Name", "Input Image Urls"]},
                 filename="products.csv",
                 webhook_url=webhook_url,
                 now=now,
             )
-            total_images = await repo.add_products(conn, request_id, rows, now=now)
-            await repo.set_request_totals(
-                conn, request_id, total_products=len(rows), total_images=total_images
+            total_images = await conn.run_sync(requests_db.add_products, request_id, rows, now=now)
+            await conn.run_sync(
+                requests_db.set_request_totals,
+                request_id,
+                total_products=len(rows),
+                total_images=total_images,
             )
         return request_id
 

@@ -15,14 +15,16 @@ from uuid import UUID
 import anyio
 import pytest
 import sqlalchemy as sa
-from imgcore._db import create_engine, reader, repo
-from imgcore._db.repo import ImageResult
+from imgcore._db import images as images_db
+from imgcore._db import requests as requests_db
+from imgcore._db.database import create_engine
+from imgcore._db.images import ImageResult
 from imgcore._db.tables import images, requests
 from imgcore.contracts import Claim, Settlement
 from imgcore.states import ImageStatus, RequestStatus
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from .conftest import NOW, Submit
+from .conftest import NOW, Submit, reader
 
 pytestmark = pytest.mark.anyio
 
@@ -72,7 +74,7 @@ async def image_ids(engine: AsyncEngine, request_ids: list[UUID]) -> set[int]:
 async def claim_one(engine: AsyncEngine, owner: str) -> Claim:
     async with engine.begin() as conn:
         [claimed] = await conn.run_sync(
-            repo.claim_images, owner=owner, limit=1, lease=LEASE, now=NOW
+            images_db.claim_images, owner=owner, limit=1, lease=LEASE, now=NOW
         )
     return claimed
 
@@ -100,7 +102,7 @@ async def claim_until_empty(
     while True:
         async with engine.begin() as conn:
             claims = await conn.run_sync(
-                repo.claim_images, owner=owner, limit=7, lease=LEASE, now=NOW
+                images_db.claim_images, owner=owner, limit=7, lease=LEASE, now=NOW
             )
         if not claims:
             return
@@ -137,7 +139,9 @@ async def lock_step_finish(
     async with engine.begin() as conn:
         await peek(conn, claimed.request_id)
         await barrier.wait()
-        return await conn.run_sync(repo.finish_image, claimed, owner=owner, result=result, now=NOW)
+        return await conn.run_sync(
+            images_db.finish_image, claimed, owner=owner, result=result, now=NOW
+        )
 
 
 async def queued_finish(
@@ -147,7 +151,9 @@ async def queued_finish(
     await barrier.wait()
     async with engine.begin() as conn:
         await peek(conn, claimed.request_id)
-        return await conn.run_sync(repo.finish_image, claimed, owner=owner, result=result, now=NOW)
+        return await conn.run_sync(
+            images_db.finish_image, claimed, owner=owner, result=result, now=NOW
+        )
 
 
 async def peek(conn: AsyncConnection, request_id: UUID) -> None:
@@ -170,7 +176,9 @@ async def assert_settles_once_per_round(
         late_a = await claim_one(engine, "wa")
         late_b = await claim_one(second_engine, "wb")
         async with engine.begin() as conn:
-            await conn.run_sync(repo.finish_image, early, owner="w0", result=results[0], now=NOW)
+            await conn.run_sync(
+                images_db.finish_image, early, owner="w0", result=results[0], now=NOW
+            )
         barrier = Barrier(2)
 
         outcomes = await race(
@@ -187,7 +195,7 @@ async def assert_settles_once_per_round(
         assert (settlement.request_id, settlement.status) == (request_id, expected)
         assert (settlement.total, settlement.done, settlement.failed) == (3, done, 3 - done)
         async with reader(engine).connect() as conn:
-            stored = await conn.run_sync(repo.read_request, request_id)
+            stored = await conn.run_sync(requests_db.read_request, request_id)
         assert stored is not None
         assert (stored.status, stored.done, stored.failed) == (expected, done, 3 - done)
         assert stored.input_bytes == 10 * done
@@ -242,7 +250,7 @@ async def test_retry_racing_a_finishing_worker_neither_deadlocks_nor_miscounts(
     first, second, last = [await claim_one(engine, "w") for _ in range(3)]
     for claimed in (first, second):
         async with engine.begin() as conn:
-            await conn.run_sync(repo.finish_image, claimed, owner="w", result=FAILED, now=NOW)
+            await conn.run_sync(images_db.finish_image, claimed, owner="w", result=FAILED, now=NOW)
     held, release, finished = anyio.Event(), anyio.Event(), anyio.Event()
     reopened: list[int] = []
 
@@ -257,11 +265,11 @@ async def test_retry_racing_a_finishing_worker_neither_deadlocks_nor_miscounts(
 
     async def operator_retries() -> None:
         async with engine.begin() as conn:
-            reopened.append(await repo.retry_failed(conn, request_id, now=NOW))
+            reopened.append(await conn.run_sync(requests_db.retry_failed, request_id, now=NOW))
 
     async def worker_fails_the_last_image() -> None:
         async with second_engine.begin() as conn:
-            await conn.run_sync(repo.finish_image, last, owner="w", result=FAILED, now=NOW)
+            await conn.run_sync(images_db.finish_image, last, owner="w", result=FAILED, now=NOW)
         finished.set()
 
     async def worker_done_or_waiting() -> bool:
@@ -281,7 +289,7 @@ async def test_retry_racing_a_finishing_worker_neither_deadlocks_nor_miscounts(
             release.set()
 
     async with reader(engine).connect() as conn:
-        stored = await conn.run_sync(repo.read_request, request_id)
+        stored = await conn.run_sync(requests_db.read_request, request_id)
         statuses = list(
             (
                 await conn.execute(

@@ -69,7 +69,7 @@ def create_admin(settings: Settings, username: str, password: str) -> bool:
 
     async def save() -> bool:
         async with Engine(settings.core) as engine:
-            return await save_admin(engine.db, username, password)
+            return await save_admin(engine.database, username, password)
 
     return anyio.run(save)
 

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from imgcore._compress import CompressedImage, CompressOptions, ImageError, compress
     from imgcore._compression.tuning import limit_malloc_arenas
     from imgcore._csvio import CsvIssue, CsvLimits, CsvValidationError
+    from imgcore._db.database import Database
     from imgcore._fetch import Fetcher, FetchOptions
     from imgcore.config import Config, ConfigError
     from imgcore.engine import Engine
@@ -42,6 +43,7 @@ _EXPORTS = {
     "CsvIssue": "imgcore._csvio",
     "CsvLimits": "imgcore._csvio",
     "CsvValidationError": "imgcore._csvio",
+    "Database": "imgcore._db.database",
     "Engine": "imgcore.engine",
     "ImageNotFoundError": "imgcore.errors",
     "RequestNotFoundError": "imgcore.errors",
@@ -67,6 +69,7 @@ __all__ = [
     "CsvIssue",
     "CsvLimits",
     "CsvValidationError",
+    "Database",
     "Engine",
     "FetchError",
     "FetchOptions",

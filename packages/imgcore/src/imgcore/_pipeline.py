@@ -16,9 +16,9 @@ import sqlalchemy as sa
 from imgcore._clock import utcnow
 from imgcore._compress import ImageError
 from imgcore._compression.pool import Compressor
-from imgcore._db import repo
-from imgcore._db.repo import ImageResult
-from imgcore._db.runner import Runner
+from imgcore._db import images, outbox
+from imgcore._db.database import Database
+from imgcore._db.images import ImageResult
 from imgcore._fetch import Fetcher, FetchError
 from imgcore._thumbnails import THUMBNAIL_EXTENSION
 from imgcore.config import Config
@@ -43,7 +43,7 @@ class Pipeline:
         self,
         *,
         config: Config,
-        runner: Runner,
+        database: Database,
         storage: Storage,
         fetcher: Fetcher,
         compressor: Compressor,
@@ -53,7 +53,7 @@ class Pipeline:
         on_settled: Callable[[Settlement], None] | None = None,
     ) -> None:
         self.config = config
-        self.runner = runner
+        self.database = database
         self.storage = storage
         self.fetcher = fetcher
         self.compressor = compressor
@@ -109,8 +109,8 @@ class Pipeline:
             return
         delay = min(60.0, 2.0**claim.attempts) * (0.5 + random.random() / 2)
         at = utcnow() + timedelta(seconds=delay)
-        await self.runner.write(
-            lambda conn: repo.defer_image(
+        await self.database.write(
+            lambda conn: images.defer_image(
                 conn, claim, owner=self.owner, at=at, error_reason=reason, error=message
             )
         )
@@ -132,14 +132,14 @@ class Pipeline:
         now = utcnow()
 
         def finish(conn: sa.Connection) -> tuple[bool, Settlement | None]:
-            ended, settlement = repo.finish_image(
+            ended, settlement = images.finish_image(
                 conn, claim, owner=self.owner, result=result, now=now
             )
             if settlement is not None:
-                repo.add_deliveries(conn, settlement.request_id, self._plan(settlement), now=now)
+                outbox.add_deliveries(conn, settlement.request_id, self._plan(settlement), now=now)
             return ended, settlement
 
-        ended, settlement = await self.runner.write(finish)
+        ended, settlement = await self.database.write(finish)
         if not ended:
             log.warning("lease on image %s was lost; another worker ends it", claim.id)
             return

@@ -14,6 +14,7 @@ import importlib.metadata
 import logging
 import os
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from types import ModuleType
 
 import msgspec
@@ -27,6 +28,7 @@ __all__ = [
     "PluginInfo",
     "create_plugin_manager",
     "describe_plugins",
+    "plugin_migrations",
 ]
 
 DISABLE_ENV = "IMGCORE_DISABLE_PLUGINS"
@@ -107,6 +109,11 @@ def describe_plugins(pm: pluggy.PluginManager) -> list[PluginInfo]:
             )
         )
     return sorted(infos, key=lambda info: (not info.builtin, info.name))
+
+
+def plugin_migrations(pm: pluggy.PluginManager) -> list[Path]:
+    """The Alembic version directories the plugins add (``imgcore_migrations``)."""
+    return [path for paths in pm.hook.imgcore_migrations() for path in paths]
 
 
 def _entry_point_names() -> set[str]:

@@ -15,8 +15,8 @@ import anyio.to_thread
 import msgspec
 
 from imgcore._compress import InvalidOptionsError, make_thumbnail
-from imgcore._db import repo
-from imgcore._db.runner import Runner
+from imgcore._db import images
+from imgcore._db.database import Database
 from imgcore.contracts import Storage, image_key
 
 __all__ = ["THUMBNAIL_EXTENSION", "ThumbnailOptions", "Thumbnails", "thumbnail_key"]
@@ -55,13 +55,13 @@ class Thumbnails:
 
     def __init__(
         self,
-        runner: Runner,
+        database: Database,
         storage: Storage,
         options: ThumbnailOptions | None = None,
         *,
         threads: int = 2,
     ) -> None:
-        self.runner = runner
+        self.database = database
         self.storage = storage
         self.options = options or ThumbnailOptions()
         self._threads = anyio.CapacityLimiter(threads)
@@ -72,8 +72,8 @@ class Thumbnails:
         Raises :class:`imgcore.contracts.StorageError` when the storage fails, and
         :class:`imgcore._compress.ImageError` when the stored output cannot be decoded.
         """
-        keys = await self.runner.read(
-            lambda conn: repo.done_image_keys(conn, request_id, image_id), short=True
+        keys = await self.database.read(
+            lambda conn: images.done_image_keys(conn, request_id, image_id), short=True
         )
         if keys is None:
             return None
@@ -93,6 +93,6 @@ class Thumbnails:
         key = thumbnail_key(request_id, image_id)
         # The key first: a thumbnail stored then never recorded would outlive a deleted request.
         if stored_key != key:
-            await self.runner.write(lambda conn: repo.set_thumbnail_key(conn, image_id, key))
+            await self.database.write(lambda conn: images.set_thumbnail_key(conn, image_id, key))
         await self.storage.put(key, thumbnail, content_type="image/jpeg")
         return thumbnail

@@ -12,11 +12,10 @@ from functools import partial
 from uuid import UUID
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from imgcore._clock import utcnow
-from imgcore._db import repo
-from imgcore._db.runner import Runner
+from imgcore._db import images
+from imgcore._db.database import Database
 from imgcore._pipeline import Pipeline
 from imgcore.contracts import Claim
 
@@ -29,15 +28,13 @@ class LeasedWork:
     def __init__(
         self,
         *,
-        db: AsyncEngine,
-        runner: Runner,
+        database: Database,
         pipeline: Pipeline,
         lease: timedelta,
         fetch_concurrency: int,
         compression_workers: int,
     ) -> None:
-        self._db = db
-        self._runner = runner
+        self._database = database
         self._pipeline = pipeline
         self._lease = lease
         self._fetch_concurrency = fetch_concurrency
@@ -65,9 +62,9 @@ class LeasedWork:
 
     async def claim(self, limit: int) -> list[Claim]:
         """Lease up to ``limit`` due images."""
-        return await self._runner.write(
+        return await self._database.write(
             partial(
-                repo.claim_images, owner=self.owner, limit=limit, lease=self._lease, now=utcnow()
+                images.claim_images, owner=self.owner, limit=limit, lease=self._lease, now=utcnow()
             )
         )
 
@@ -77,21 +74,22 @@ class LeasedWork:
 
         # One transaction: the due time read is the one that made the claim fail.
         def claim_or_due(conn: sa.Connection) -> Claim | datetime | None:
-            claims = repo.claim_image_ids(conn, [image_id], owner=owner, lease=lease, now=now)
-            return claims[0] if claims else repo.image_due_at(conn, image_id)
+            claims = images.claim_image_ids(conn, [image_id], owner=owner, lease=lease, now=now)
+            return claims[0] if claims else images.image_due_at(conn, image_id)
 
-        return await self._runner.write(claim_or_due)
+        return await self._database.write(claim_or_due)
 
     async def due_at(self, image_id: int) -> datetime | None:
         """When an unfinished image may next be claimed; ``None`` once it has ended."""
-        return await self._runner.read(partial(repo.image_due_at, image_id=image_id))
+        return await self._database.read(partial(images.image_due_at, image_id=image_id))
 
     async def pending_ids(
         self, request_id: UUID | None, *, after: int = 0, limit: int = 1000
     ) -> list[int]:
         """Ids above ``after`` of unfinished images (of a request, or of all), ascending."""
-        async with self._db.connect() as conn:
-            return await repo.pending_image_ids(conn, request_id, after_id=after, limit=limit)
+        return await self._database.read(
+            partial(images.pending_image_ids, request_id=request_id, after_id=after, limit=limit)
+        )
 
     async def process(self, claim: Claim) -> None:
         """Take a leased image to its next state."""
@@ -99,15 +97,15 @@ class LeasedWork:
 
     async def renew(self, ids: Sequence[int]) -> int:
         """Extend this owner's leases on ``ids``; returns how many it still holds."""
-        return await self._runner.write(
-            partial(repo.renew_leases, owner=self.owner, ids=ids, until=utcnow() + self._lease)
+        return await self._database.write(
+            partial(images.renew_leases, owner=self.owner, ids=ids, until=utcnow() + self._lease)
         )
 
     async def defer(self, claim: Claim, *, error_reason: str, error: str) -> bool:
         """Give a leased image back as pending, due now, with the reason recorded."""
-        return await self._runner.write(
+        return await self._database.write(
             partial(
-                repo.defer_image,
+                images.defer_image,
                 claim=claim,
                 owner=self.owner,
                 at=utcnow(),
@@ -118,6 +116,6 @@ class LeasedWork:
 
     async def release(self) -> int:
         """Give back every image this owner holds, uncounted."""
-        return await self._runner.write(
-            partial(repo.release_images, owner=self.owner, now=utcnow())
+        return await self._database.write(
+            partial(images.release_images, owner=self.owner, now=utcnow())
         )

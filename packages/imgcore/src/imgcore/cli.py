@@ -179,18 +179,20 @@ def _plugins() -> int:
 
 
 async def _db(args: argparse.Namespace) -> int:
-    from imgcore import _db as db
-    from imgcore._db.migrate import current_revision, head_revision
+    from imgcore._db import Database
+    from imgcore._plugins import create_plugin_manager, plugin_migrations
 
-    engine = db.create_engine(Config.from_env().database_url)
+    # Every branch: imgcore's own and those of the installed plugins.
+    migrations = plugin_migrations(create_plugin_manager())
+    database = Database(Config.from_env().database_url, migrations=migrations)
     try:
         if args.db_command == "upgrade":
-            await db.upgrade(engine)
-            out.print(f"database at revision {head_revision()}")
+            await database.upgrade()
+            out.print(f"database at revision {', '.join(sorted(database.heads()))}")
         else:
-            out.print(await current_revision(engine) or "(empty)")
+            out.print(", ".join(sorted(await database.revisions())) or "(empty)")
     finally:
-        await engine.dispose()
+        await database.dispose()
     return 0
 
 

@@ -7,7 +7,7 @@ import os
 import socket
 import tempfile
 import uuid
-from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from functools import partial
@@ -20,27 +20,24 @@ import msgspec
 import pluggy
 import sqlalchemy as sa
 
-from imgcore import _db as db
 from imgcore._clock import utcnow
 from imgcore._compression.pool import Compressor
 from imgcore._csvio import CsvHeader, CsvParser, OutputRow, Product, write_output_csv
-from imgcore._db import repo
-from imgcore._db.connect import is_sqlite, normalize_url
-from imgcore._db.migrate import current_revision, head_revision
-from imgcore._db.runner import Runner
-from imgcore._db.session import connection, transaction
+from imgcore._db import outbox
+from imgcore._db import requests as queries
+from imgcore._db.database import Database
 from imgcore._fetch import Fetcher
 from imgcore._netguard import validate_webhook_url
 from imgcore._notify.dispatcher import Dispatcher
 from imgcore._pipeline import Pipeline
-from imgcore._plugins import create_plugin_manager
+from imgcore._plugins import create_plugin_manager, plugin_migrations
 from imgcore._storage.filesystem import FileStorage
 from imgcore._thumbnails import Thumbnails
 from imgcore._work import LeasedWork
 from imgcore.config import Config, ConfigError
 from imgcore.contracts import Executor, Notifier, Storage, Work
 from imgcore.errors import ImageNotFoundError, RequestNotFoundError
-from imgcore.models import DeliveryInfo, ProductInfo, ProductProgress, RequestInfo
+from imgcore.models import DeliveryInfo, ProductInfo, ProductProgress, RequestInfo, output_url
 from imgcore.states import ImageStatus
 
 __all__ = ["Engine", "ImageNotFoundError", "RequestNotFoundError"]
@@ -48,6 +45,8 @@ __all__ = ["Engine", "ImageNotFoundError", "RequestNotFoundError"]
 log = logging.getLogger("imgcore.engine")
 
 Source = bytes | IO[bytes] | Iterable[bytes] | AsyncIterable[bytes]
+# A product as inserted: (position, row, serial, name, urls, extra).
+Row = tuple[int, int, int, str, Sequence[str], Sequence[str]]
 
 # Rows inserted per statement while a CSV is submitted: large enough to be fast, small
 # enough that memory stays flat for a million-row file.
@@ -57,7 +56,7 @@ READ_CHUNK = 256 * 1024
 SPOOL_IN_MEMORY = 8 * 1024 * 1024
 # Products per database read while the output CSV streams.
 OUTPUT_PAGE = 1000
-# Pages up to this many products are short reads (see Runner.read): a few milliseconds.
+# Pages up to this many products are short reads (see Database.read): a few milliseconds.
 SHORT_PAGE = 100
 
 
@@ -82,10 +81,11 @@ class Engine:
     ) -> None:
         self.config = config if config is not None else Config.from_env()
         self.pm = plugin_manager if plugin_manager is not None else create_plugin_manager()
-        self.url = normalize_url(self.config.database_url)
-        self.db = db.create_engine(self.url)
-        self.reader = db.reader(self.db)
-        self._runner = Runner(self.db)
+        self.database = Database(
+            self.config.database_url,
+            migrations=plugin_migrations(self.pm),
+        )
+        """Every database read and write goes through it (``read(fn)``, ``write(fn)``)."""
         storage = self.pm.hook.imgcore_storage(url=self.config.storage_url, config=self.config)
         if storage is None:
             raise ConfigError(
@@ -104,7 +104,7 @@ class Engine:
         )
         self.fetcher = Fetcher(self.config.fetch_options())
         self.dispatcher = Dispatcher(
-            self.db,
+            self.database,
             self.notifiers,
             owner=self.owner,
             poll_interval=self.config.poll_interval,
@@ -113,7 +113,7 @@ class Engine:
         )
         pipeline = Pipeline(
             config=self.config,
-            runner=self._runner,
+            database=self.database,
             storage=self.storage,
             fetcher=self.fetcher,
             compressor=self._compressor,
@@ -123,8 +123,7 @@ class Engine:
             on_settled=lambda _settlement: self.dispatcher.wake(),
         )
         work: Work = LeasedWork(
-            db=self.db,
-            runner=self._runner,
+            database=self.database,
             pipeline=pipeline,
             lease=timedelta(seconds=self.config.lease_seconds),
             fetch_concurrency=self.config.fetch_concurrency,
@@ -138,7 +137,7 @@ class Engine:
                 f"no executor named {self.config.executor!r}: is its plugin installed?"
             )
         self.executor: Executor = executor
-        self.thumbnails = Thumbnails(self._runner, self.storage)
+        self.thumbnails = Thumbnails(self.database, self.storage)
         self._started = False
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -154,14 +153,15 @@ class Engine:
         """Connect and check (or, for SQLite, bring up to date) the database schema."""
         if self._started:
             return
-        if is_sqlite(self.url):
-            await db.upgrade(self.db)
+        if self.database.embedded:
+            await self.database.upgrade()
         else:
-            current, head = await current_revision(self.db), head_revision()
-            if current != head:
+            missing = await self.database.missing()
+            if missing:
+                current = await self.database.revisions()
                 raise ConfigError(
-                    f"the database schema is at {current or 'nothing'}, this imgcore needs "
-                    f"{head}: run `imgcore db upgrade`"
+                    f"the database schema is at {', '.join(sorted(current)) or 'nothing'}, "
+                    f"this imgcore needs {', '.join(sorted(missing))}: run `imgcore db upgrade`"
                 )
         await self.fetcher.__aenter__()
         self._started = True
@@ -174,8 +174,7 @@ class Engine:
             await self.dispatcher.aclose()
             self._compressor.close()
             await self.storage.aclose()
-            await self.db.dispose()
-            self._runner.dispose()
+            await self.database.dispose()
         self._started = False
 
     async def run(self, *, process: bool = True) -> None:
@@ -246,12 +245,10 @@ class Engine:
     ) -> UUID:
         assert header is not None  # finish() raised otherwise
         request_id = uuid.uuid4()
-        parser = CsvParser(self.config.csv_limits())
         now = utcnow()
-        positions = 0
-        total_images = 0
-        async with transaction(self.db) as conn:
-            await repo.create_request(
+
+        def insert(conn: sa.Connection, batches: Iterator[list[Row]]) -> tuple[int, int]:
+            queries.create_request(
                 conn,
                 request_id=request_id,
                 header=msgspec.to_builtins(header),
@@ -259,27 +256,42 @@ class Engine:
                 webhook_url=webhook_url,
                 now=now,
             )
-            batch: list[Product] = []
-            while True:
-                chunk = await anyio.to_thread.run_sync(spool.read, READ_CHUNK)
-                batch.extend(
-                    await anyio.to_thread.run_sync(parser.feed, chunk) if chunk else parser.finish()
-                )
-                if len(batch) >= INSERT_BATCH or not chunk:
-                    rows = [
-                        (positions + i, p.row, p.serial, p.name, p.urls, p.extra)
-                        for i, p in enumerate(batch)
-                    ]
-                    total_images += await repo.add_products(conn, request_id, rows, now=now)
-                    positions += len(batch)
-                    batch.clear()
-                if not chunk:
-                    break
-            await repo.set_request_totals(
-                conn, request_id, total_products=positions, total_images=total_images
+            total_products = total_images = 0
+            for rows in batches:
+                total_images += queries.add_products(conn, request_id, rows, now=now)
+                total_products += len(rows)
+            queries.set_request_totals(
+                conn, request_id, total_products=total_products, total_images=total_images
             )
-        log.info("request %s stored: %d products, %d images", request_id, positions, total_images)
+            return total_products, total_images
+
+        # One transaction, fed one parsed batch at a time: all or nothing, memory flat.
+        products, images = await self.database.write_stream(insert, self._parse(spool))
+        log.info("request %s stored: %d products, %d images", request_id, products, images)
         return request_id
+
+    async def _parse(self, spool: IO[bytes]) -> AsyncIterator[list[Row]]:
+        """The spooled CSV's products as ``add_products`` rows, ``INSERT_BATCH`` at a time.
+
+        Parsed on worker threads, so a large file does not stall the event loop.
+        """
+        parser = CsvParser(self.config.csv_limits())
+        positions = 0
+        batch: list[Product] = []
+        while True:
+            chunk = await anyio.to_thread.run_sync(spool.read, READ_CHUNK)
+            batch.extend(
+                await anyio.to_thread.run_sync(parser.feed, chunk) if chunk else parser.finish()
+            )
+            if len(batch) >= INSERT_BATCH or not chunk:
+                yield [
+                    (positions + i, p.row, p.serial, p.name, p.urls, p.extra)
+                    for i, p in enumerate(batch)
+                ]
+                positions += len(batch)
+                batch = []
+            if not chunk:
+                return
 
     async def validate_webhook_url(self, url: str) -> None:
         """Raise when ``url`` is not an http(s) URL the notifier would be allowed to call."""
@@ -290,7 +302,7 @@ class Engine:
     async def status(self, request_id: UUID | str) -> RequestInfo:
         """A request's status and progress; raises :class:`RequestNotFoundError`."""
         rid = _as_uuid(request_id)
-        info = await self._runner.read(lambda conn: repo.read_request(conn, rid), short=True)
+        info = await self.database.read(lambda conn: queries.read_request(conn, rid), short=True)
         if info is None:
             raise RequestNotFoundError(request_id)
         return info
@@ -311,15 +323,15 @@ class Engine:
         def read(
             conn: sa.Connection,
         ) -> tuple[RequestInfo | None, list[ProductProgress], list[DeliveryInfo]]:
-            info = repo.read_request(conn, rid)
+            info = queries.read_request(conn, rid)
             if info is None:
                 return None, [], []
-            page = repo.read_progress_page(
+            page = queries.read_progress_page(
                 conn, rid, start=start, limit=limit, url_for=self.storage.url_for
             )
-            return info, page, repo.read_deliveries(conn, rid)
+            return info, page, outbox.read_deliveries(conn, rid)
 
-        info, page, deliveries = await self._runner.read(read, short=limit <= SHORT_PAGE)
+        info, page, deliveries = await self.database.read(read, short=limit <= SHORT_PAGE)
         if info is None:
             raise RequestNotFoundError(request_id)
         return info, page, deliveries
@@ -329,8 +341,8 @@ class Engine:
     ) -> list[ProductInfo]:
         """Products ``start`` … ``start+limit-1`` of a request with their images' output URLs."""
         rid = _as_uuid(request_id)
-        page = await self._runner.read(
-            lambda conn: repo.read_product_page(conn, rid, start=start, limit=limit),
+        page = await self.database.read(
+            lambda conn: queries.read_product_page(conn, rid, start=start, limit=limit),
             short=limit <= SHORT_PAGE,
         )
         return [self._with_urls(product) for product in page]
@@ -338,7 +350,7 @@ class Engine:
     async def deliveries(self, request_id: UUID | str) -> list[DeliveryInfo]:
         """A request's notifications and how their delivery went."""
         rid = _as_uuid(request_id)
-        return await self._runner.read(lambda conn: repo.read_deliveries(conn, rid), short=True)
+        return await self.database.read(lambda conn: outbox.read_deliveries(conn, rid), short=True)
 
     async def output_csv(self, request_id: UUID | str) -> AsyncIterator[bytes]:
         """The output CSV, streamed in input order: the input columns plus ``Output Image Urls``.
@@ -346,8 +358,7 @@ class Engine:
         Raises :class:`RequestNotFoundError` before yielding anything for an unknown id.
         """
         rid = _as_uuid(request_id)
-        async with connection(self.reader) as conn:
-            header = await repo.get_header(conn, rid)
+        header = await self.database.read(lambda conn: queries.get_header(conn, rid), short=True)
         if header is None:
             raise RequestNotFoundError(request_id)
         return self._output_chunks(rid, msgspec.convert(header, CsvHeader))
@@ -357,9 +368,9 @@ class Engine:
         # without holding a connection.
         start = 0
         while True:
-            page = await self._runner.read(
+            page = await self.database.read(
                 partial(
-                    repo.read_product_page, request_id=request_id, start=start, limit=OUTPUT_PAGE
+                    queries.read_product_page, request_id=request_id, start=start, limit=OUTPUT_PAGE
                 )
             )
             if not page:
@@ -388,7 +399,7 @@ class Engine:
         images = tuple(
             msgspec.structs.replace(
                 image,
-                output_url=repo.output_url(image.status, image.storage_key, self.storage.url_for),
+                output_url=output_url(image.status, image.storage_key, self.storage.url_for),
             )
             for image in product.images
         )
@@ -416,9 +427,8 @@ class Engine:
         return self.storage.path_for(key)
 
     async def list_requests(self, **filters: Any) -> tuple[list[RequestInfo], int]:
-        """Requests newest first (see :func:`imgcore._db.repo.list_requests` for filters)."""
-        async with connection(self.reader) as conn:
-            return await repo.list_requests(conn, **filters)
+        """Requests newest first (see :func:`imgcore._db.requests.list_requests` for filters)."""
+        return await self.database.read(partial(queries.list_requests, **filters))
 
     async def wait(self, request_id: UUID | str, *, interval: float = 0.2) -> RequestInfo:
         """Poll until the request is Completed or Failed (wrap in a timeout)."""
@@ -433,8 +443,9 @@ class Engine:
     async def retry_failed(self, request_id: UUID | str) -> int:
         """Queue a request's failed images again; returns how many."""
         rid = _as_uuid(request_id)
-        async with transaction(self.db) as conn:
-            count = await repo.retry_failed(conn, rid, now=utcnow())
+        count = await self.database.write(
+            partial(queries.retry_failed, request_id=rid, now=utcnow())
+        )
         if count:
             await self.executor.submitted(rid)
         return count
@@ -442,9 +453,11 @@ class Engine:
     async def delete_request(self, request_id: UUID | str) -> bool:
         """Delete a request, its rows and its stored images."""
         rid = _as_uuid(request_id)
-        async with transaction(self.db) as conn:
-            keys = await repo.storage_keys(conn, rid)
-            deleted = await repo.delete_request(conn, rid)
+
+        def delete(conn: sa.Connection) -> tuple[list[str], bool]:
+            return queries.storage_keys(conn, rid), queries.delete_request(conn, rid)
+
+        keys, deleted = await self.database.write(delete)
         for key in keys:
             await self.storage.delete(key)
         return deleted

@@ -10,6 +10,7 @@ return an awaitable where its contract says so, and imgcore awaits it.
 from __future__ import annotations
 
 from collections.abc import Awaitable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pluggy
@@ -80,4 +81,20 @@ def imgcore_image_ended(event: ImageEnded) -> Awaitable[None] | None:
 
     May return an awaitable, which is awaited. Errors are logged and ignored: this hook
     observes processing, it cannot change it. Keep it fast; it runs on the worker.
+    """
+
+
+@hookspec
+def imgcore_migrations() -> list[Path]:  # type: ignore[empty-body]
+    """Return Alembic version directories holding this plugin's own tables' migrations.
+
+    For a plugin (or an application such as imgapi) that keeps tables of its own in imgcore's
+    database. Each directory is an independent Alembic branch beside imgcore's: its first
+    revision has ``down_revision = None`` and a ``branch_labels`` naming the plugin, and
+    revision ids must be unique across every branch. The migrations run in imgcore's Alembic
+    environment, on the connection imgcore hands over, in the same transaction as imgcore's.
+    ``imgcore db upgrade`` (and, on SQLite, starting an Engine) brings every branch to its
+    head; on PostgreSQL and MariaDB/MySQL an Engine refuses to start until every branch is
+    at its head. Called whenever a :class:`imgcore.Database` is created for an
+    Engine or the CLI; return the same directories every time, without I/O.
     """

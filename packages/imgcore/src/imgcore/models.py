@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from uuid import UUID
 
@@ -16,6 +17,7 @@ __all__ = [
     "ProductInfo",
     "ProductProgress",
     "RequestInfo",
+    "output_url",
 ]
 
 
@@ -116,3 +118,10 @@ class DeliveryInfo(msgspec.Struct, frozen=True, kw_only=True):
     created_at: datetime
     delivered_at: datetime | None
     next_attempt_at: datetime | None
+
+
+def output_url(
+    status: ImageStatus, storage_key: str | None, url_for: Callable[[str], str]
+) -> str | None:
+    """An image's output URL: ``url_for(storage_key)`` once it is done, else None."""
+    return url_for(storage_key) if status is ImageStatus.DONE and storage_key else None

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import functools
 import hashlib
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from functools import partial
 
 import anyio
 import msgspec
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from imgcore._clock import utcnow
-from imgcore._db import repo
-from imgcore._db.repo import AdminUser
+from imgcore import Database
 from imgcore.errors import ImgcoreError
-from sqlalchemy.ext.asyncio import AsyncEngine
+
+from imgapi.admin import users
+from imgapi.admin.users import AdminUser
 
 __all__ = [
     "LOCK_FOR",
@@ -47,6 +48,10 @@ def _dummy_hash() -> str:
     return _hasher.hash("not a password anyone has")
 
 
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
 def _verify(password_hash: str, password: str) -> bool:
     try:
         return _hasher.verify(password_hash, password)
@@ -69,39 +74,45 @@ def check_password_rules(username: str, password: str) -> None:
         raise PasswordError(f"the password needs at least {MIN_PASSWORD_LENGTH} characters")
 
 
-async def save_admin(db: AsyncEngine, username: str, password: str) -> bool:
+async def save_admin(database: Database, username: str, password: str) -> bool:
     """Create an admin user or set its password (lifting any lockout); True if created."""
     check_password_rules(username, password)
     password_hash = await anyio.to_thread.run_sync(_hasher.hash, password)
-    async with db.begin() as conn:
-        return await repo.save_admin_user(conn, username, password_hash, now=utcnow())
+    return await database.write(
+        partial(users.save_admin_user, username=username, password_hash=password_hash, now=_now())
+    )
 
 
-async def authenticate(db: AsyncEngine, username: str, password: str) -> AdminUser | None:
+async def authenticate(database: Database, username: str, password: str) -> AdminUser | None:
     """The user if the password is right and the user is not locked out, else None.
 
     Every attempt hashes once, known user or not, so timing does not tell which names
     exist. The ``MAX_FAILURES``-th wrong password in a row locks the user for ``LOCK_FOR``;
     while locked, even the right password is refused.
     """
-    async with db.connect() as conn:
-        user = await repo.get_admin_user(conn, username=username)
+    user = await database.read(partial(users.get_admin_user, username=username), short=True)
     stored = user.password_hash if user is not None else _dummy_hash()
     valid = await anyio.to_thread.run_sync(_verify, stored, password)
     if user is None:
         return None
-    now = utcnow()
+    now = _now()
     if user.locked_until is not None and user.locked_until > now:
         return None
     if not valid:
-        async with db.begin() as conn:
-            await repo.record_admin_login_failure(
-                conn, user.id, now=now, max_failures=MAX_FAILURES, lock_for=LOCK_FOR
+        await database.write(
+            partial(
+                users.record_admin_login_failure,
+                user_id=user.id,
+                now=now,
+                max_failures=MAX_FAILURES,
+                lock_for=LOCK_FOR,
             )
+        )
         return None
     new_hash = None
     if _hasher.check_needs_rehash(user.password_hash):
         new_hash = await anyio.to_thread.run_sync(_hasher.hash, password)
-    async with db.begin() as conn:
-        await repo.record_admin_login(conn, user.id, now=now, password_hash=new_hash)
+    await database.write(
+        partial(users.record_admin_login, user_id=user.id, now=now, password_hash=new_hash)
+    )
     return user if new_hash is None else msgspec.structs.replace(user, password_hash=new_hash)

@@ -7,10 +7,10 @@ import hmac
 import os
 import secrets
 import time
+from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
 
-from imgcore._db import repo
 from litestar.connection import ASGIConnection
 from litestar.handlers import BaseRouteHandler
 from litestar.middleware import DefineMiddleware
@@ -19,6 +19,7 @@ from litestar.middleware.session.client_side import ClientSideSessionBackend, Co
 from litestar.types import ASGIApp
 
 from imgapi.admin.accounts import password_stamp
+from imgapi.admin.users import get_admin_user
 from imgapi.runtime import provide_runtime
 from imgapi.settings import Settings
 
@@ -142,8 +143,8 @@ async def require_admin(
         and 0 <= time.time() - since < SESSION_SECONDS
     ):
         engine = provide_runtime(connection.app.state).require_engine()
-        async with engine.db.connect() as conn:
-            user = await repo.get_admin_user(conn, user_id=user_id)
+        # A plain read: it never waits for the SQLite write lock another process holds.
+        user = await engine.database.read(partial(get_admin_user, user_id=user_id), short=True)
         if user is not None and hmac.compare_digest(password_stamp(user), stamp):
             connection.state.admin = user
             return

@@ -107,7 +107,9 @@ async def login(request: AnyRequest, engine: NamedDependency[Engine]) -> Respons
     username = form.get("username", "")[:150]
     password = form.get("password", "")
     next_path = safe_next(form.get("next"))
-    user = await authenticate(engine.db, username, password) if username and password else None
+    user = (
+        await authenticate(engine.database, username, password) if username and password else None
+    )
     if user is None:
         await anyio.sleep(FAILURE_DELAY)
         log.warning("admin login refused for %r", username, extra={"admin_user": username})

@@ -1,8 +1,7 @@
-"""Persistence: schema, migrations and queries (SQLAlchemy, async)."""
+"""Persistence: the :class:`Database` every query goes through, schema, migrations, queries."""
 
 from __future__ import annotations
 
-from imgcore._db.connect import create_engine, reader
-from imgcore._db.migrate import upgrade
+from imgcore._db.database import Database
 
-__all__ = ["create_engine", "reader", "upgrade"]
+__all__ = ["Database"]

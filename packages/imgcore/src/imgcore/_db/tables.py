@@ -1,6 +1,7 @@
 """The database schema (SQLAlchemy Core), the same on SQLite, PostgreSQL and MariaDB/MySQL.
 
-Alembic migrations in ``imgcore/db/migrations`` create exactly this; a test compares them.
+Alembic migrations in ``imgcore/_db/migrations`` create exactly this (plus ``admin_users``,
+which revision 0001 created before imgapi took it over); a test compares them.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from sqlalchemy.dialects import mysql
 
 __all__ = [
     "UTCDateTime",
-    "admin_users",
     "deliveries",
     "images",
     "metadata",
@@ -172,18 +172,5 @@ deliveries = sa.Table(
     sa.Column("delivered_at", UTCDateTime()),
     sa.Index(None, "status", "available_at"),
     sa.Index(None, "request_id"),
-    **MYSQL_TABLE_OPTIONS,
-)
-
-admin_users = sa.Table(
-    "admin_users",
-    metadata,
-    sa.Column("id", BigId, primary_key=True, autoincrement=True),
-    sa.Column("username", sa.String(150), nullable=False, unique=True),
-    sa.Column("password_hash", sa.String(255), nullable=False),
-    sa.Column("failed_logins", sa.Integer(), nullable=False, server_default="0"),
-    sa.Column("locked_until", UTCDateTime()),
-    sa.Column("created_at", UTCDateTime(), nullable=False),
-    sa.Column("last_login_at", UTCDateTime()),
     **MYSQL_TABLE_OPTIONS,
 )

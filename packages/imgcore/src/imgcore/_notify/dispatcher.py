@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import timedelta
+from functools import partial
 
 import anyio
-from sqlalchemy.ext.asyncio import AsyncEngine
+import sqlalchemy as sa
 
 from imgcore._clock import utcnow
-from imgcore._db import repo
-from imgcore._db.session import transaction
+from imgcore._db import outbox
+from imgcore._db.database import Database
 from imgcore.contracts import DeliveryClaim, DeliveryOutcome, Notifier
 
 __all__ = ["Dispatcher"]
@@ -28,7 +30,7 @@ class Dispatcher:
 
     def __init__(
         self,
-        engine: AsyncEngine,
+        database: Database,
         notifiers: list[Notifier],
         *,
         owner: str,
@@ -36,7 +38,7 @@ class Dispatcher:
         lease: timedelta = timedelta(seconds=60),
         batch: int = 16,
     ) -> None:
-        self.engine = engine
+        self.database = database
         self.notifiers = {notifier.name: notifier for notifier in notifiers}
         self.owner = owner
         self.poll_interval = poll_interval
@@ -91,10 +93,15 @@ class Dispatcher:
 
     async def run_once(self) -> int:
         """Attempt every due delivery once; returns how many were attempted."""
-        async with transaction(self.engine) as conn:
-            claims = await repo.claim_deliveries(
-                conn, owner=self.owner, limit=self.batch, lease=self.lease, now=utcnow()
+        claims = await self.database.write(
+            partial(
+                outbox.claim_deliveries,
+                owner=self.owner,
+                limit=self.batch,
+                lease=self.lease,
+                now=utcnow(),
             )
+        )
         if claims:
             async with anyio.create_task_group() as tg:
                 for claim in claims:
@@ -113,16 +120,17 @@ class Dispatcher:
             except anyio.get_cancelled_exc_class():
                 # Shutting down mid-attempt: the receiver may or may not have it. Hand the
                 # delivery back due now rather than leave it leased until the lease expires.
-                async with transaction(self.engine) as conn:
-                    await repo.retry_delivery_later(
-                        conn,
-                        claim,
+                await self.database.write(
+                    partial(
+                        outbox.retry_delivery_later,
+                        claim=claim,
                         owner=self.owner,
                         at=utcnow(),
                         status_code=None,
                         error="interrupted by shutdown",
                         now=utcnow(),
                     )
+                )
                 raise
             except Exception as exc:
                 log.exception("notifier %s raised", claim.notifier)
@@ -133,40 +141,31 @@ class Dispatcher:
             delay = notifier.retry_delay(claim.attempts)
         elif not outcome.delivered and outcome.retry:
             delay = 60.0
-        async with transaction(self.engine) as conn:
-            if outcome.delivered:
-                await repo.finish_delivery(
-                    conn,
-                    claim,
-                    owner=self.owner,
-                    status="delivered",
-                    status_code=outcome.status_code,
-                    error=None,
-                    now=now,
-                )
-            elif delay is None:
-                await repo.finish_delivery(
-                    conn,
-                    claim,
-                    owner=self.owner,
-                    status="failed",
-                    status_code=outcome.status_code,
-                    error=outcome.error,
-                    now=now,
-                )
-            else:
-                due = anyio.current_time() + delay
-                if self._next_retry is None or due < self._next_retry:
-                    self._next_retry = due
-                await repo.retry_delivery_later(
-                    conn,
-                    claim,
-                    owner=self.owner,
-                    at=now + timedelta(seconds=delay),
-                    status_code=outcome.status_code,
-                    error=outcome.error,
-                    now=now,
-                )
+        record: Callable[[sa.Connection], bool]
+        if outcome.delivered or delay is None:
+            record = partial(
+                outbox.finish_delivery,
+                claim=claim,
+                owner=self.owner,
+                status="delivered" if outcome.delivered else "failed",
+                status_code=outcome.status_code,
+                error=None if outcome.delivered else outcome.error,
+                now=now,
+            )
+        else:
+            due = anyio.current_time() + delay
+            if self._next_retry is None or due < self._next_retry:
+                self._next_retry = due
+            record = partial(
+                outbox.retry_delivery_later,
+                claim=claim,
+                owner=self.owner,
+                at=now + timedelta(seconds=delay),
+                status_code=outcome.status_code,
+                error=outcome.error,
+                now=now,
+            )
+        await self.database.write(record)
         log.info(
             "delivery %s (%s → %s): %s",
             claim.message_id,

@@ -1,4 +1,4 @@
-"""Every query of imgcore._db.repo, on SQLite, PostgreSQL and MariaDB/MySQL."""
+"""Every query (imgcore._db.requests, images, outbox) on SQLite, PostgreSQL and MariaDB."""
 
 from __future__ import annotations
 
@@ -8,15 +8,17 @@ from uuid import UUID, uuid4
 
 import pytest
 import sqlalchemy as sa
-from imgcore._db import reader, repo
-from imgcore._db.repo import ImageResult
+from imgcore._db import images as images_db
+from imgcore._db import outbox
+from imgcore._db import requests as requests_db
+from imgcore._db.images import ImageResult
 from imgcore._db.tables import deliveries, images, products, requests
 from imgcore.contracts import Claim, DeliveryClaim, Settlement
 from imgcore.models import RequestInfo
 from imgcore.states import ImageStatus, RequestStatus
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from .conftest import NOW, Submit, product_rows
+from .conftest import NOW, Submit, product_rows, reader
 
 pytestmark = pytest.mark.anyio
 
@@ -28,7 +30,6 @@ def done(index: int = 0, *, input_bytes: int = 1000, output_bytes: int = 400) ->
     return ImageResult(
         status=ImageStatus.DONE,
         storage_key=f"out/{index}.jpg",
-        thumbnail_key=f"thumb/{index}.jpg",
         input_bytes=input_bytes,
         output_bytes=output_bytes,
         input_width=640,
@@ -48,7 +49,7 @@ async def claim(
 ) -> list[Claim]:
     async with engine.begin() as conn:
         return await conn.run_sync(
-            repo.claim_images, owner=owner, limit=limit, lease=LEASE, now=now
+            images_db.claim_images, owner=owner, limit=limit, lease=LEASE, now=now
         )
 
 
@@ -61,12 +62,14 @@ async def finish(
     now: datetime = NOW,
 ) -> tuple[bool, Settlement | None]:
     async with engine.begin() as conn:
-        return await conn.run_sync(repo.finish_image, claimed, owner=owner, result=result, now=now)
+        return await conn.run_sync(
+            images_db.finish_image, claimed, owner=owner, result=result, now=now
+        )
 
 
 async def info(engine: AsyncEngine, request_id: UUID) -> RequestInfo:
     async with reader(engine).connect() as conn:
-        found = await conn.run_sync(repo.read_request, request_id)
+        found = await conn.run_sync(requests_db.read_request, request_id)
     assert found is not None
     return found
 
@@ -97,17 +100,19 @@ async def test_submit_in_batches_stores_a_pending_request_with_totals(engine: As
     request_id = uuid4()
     rows = product_rows([2, 1, 3, 0, 1])
     async with engine.begin() as conn:
-        await repo.create_request(
-            conn,
+        await conn.run_sync(
+            requests_db.create_request,
             request_id=request_id,
             header=HEADER,
             filename="catalogue.csv",
             webhook_url="http://127.0.0.1:9/hook",
             now=NOW,
         )
-        added = await repo.add_products(conn, request_id, rows[:2], now=NOW)
-        added += await repo.add_products(conn, request_id, rows[2:], now=NOW)
-        await repo.set_request_totals(conn, request_id, total_products=5, total_images=added)
+        added = await conn.run_sync(requests_db.add_products, request_id, rows[:2], now=NOW)
+        added += await conn.run_sync(requests_db.add_products, request_id, rows[2:], now=NOW)
+        await conn.run_sync(
+            requests_db.set_request_totals, request_id, total_products=5, total_images=added
+        )
 
     stored = await info(engine, request_id)
     assert added == 7
@@ -135,7 +140,7 @@ async def test_add_products_without_rows_adds_nothing(engine: AsyncEngine, submi
     request_id = await submit([])
 
     async with engine.begin() as conn:
-        assert await repo.add_products(conn, request_id, [], now=NOW) == 0
+        assert await conn.run_sync(requests_db.add_products, request_id, [], now=NOW) == 0
     assert await count_rows(engine, products, request_id) == 0
 
 
@@ -147,17 +152,22 @@ async def test_rolled_back_submit_leaves_nothing(engine: AsyncEngine) -> None:
 
     async def submit_then_abort() -> None:
         async with engine.begin() as conn:
-            await repo.create_request(
-                conn, request_id=request_id, header=HEADER, filename=None, webhook_url=None, now=NOW
+            await conn.run_sync(
+                requests_db.create_request,
+                request_id=request_id,
+                header=HEADER,
+                filename=None,
+                webhook_url=None,
+                now=NOW,
             )
-            await repo.add_products(conn, request_id, product_rows([2, 2]), now=NOW)
+            await conn.run_sync(requests_db.add_products, request_id, product_rows([2, 2]), now=NOW)
             raise Abort
 
     with pytest.raises(Abort):
         await submit_then_abort()
 
     async with reader(engine).connect() as conn:
-        assert await conn.run_sync(repo.read_request, request_id) is None
+        assert await conn.run_sync(requests_db.read_request, request_id) is None
     for table in (requests, products, images):
         assert await count_rows(engine, table, request_id) == 0
 
@@ -166,35 +176,47 @@ async def test_header_round_trips_as_json(engine: AsyncEngine) -> None:
     request_id = uuid4()
     header = {"columns": ["Serial Number", "Product Name", "Input Image Urls", "Prix €"], "n": 3}
     async with engine.begin() as conn:
-        await repo.create_request(
-            conn, request_id=request_id, header=header, filename=None, webhook_url=None, now=NOW
+        await conn.run_sync(
+            requests_db.create_request,
+            request_id=request_id,
+            header=header,
+            filename=None,
+            webhook_url=None,
+            now=NOW,
         )
 
     async with reader(engine).connect() as conn:
-        assert await repo.get_header(conn, request_id) == header
+        assert await conn.run_sync(requests_db.get_header, request_id) == header
 
 
 async def test_unknown_request_has_no_header_and_no_info(engine: AsyncEngine) -> None:
     async with reader(engine).connect() as conn:
-        assert await repo.get_header(conn, uuid4()) is None
-        assert await conn.run_sync(repo.read_request, uuid4()) is None
+        assert await conn.run_sync(requests_db.get_header, uuid4()) is None
+        assert await conn.run_sync(requests_db.read_request, uuid4()) is None
 
 
 async def test_product_text_and_extra_columns_round_trip_unicode(engine: AsyncEngine) -> None:
     request_id = uuid4()
     async with engine.begin() as conn:
-        await repo.create_request(
-            conn, request_id=request_id, header=HEADER, filename=None, webhook_url=None, now=NOW
+        await conn.run_sync(
+            requests_db.create_request,
+            request_id=request_id,
+            header=HEADER,
+            filename=None,
+            webhook_url=None,
+            now=NOW,
         )
-        await repo.add_products(
-            conn,
+        await conn.run_sync(
+            requests_db.add_products,
             request_id,
             [(0, 2, 7, "Café ☕ 日本 👟", ["http://127.0.0.1/ü.jpg"], ["ß", "€ 9,99"])],
             now=NOW,
         )
 
     async with reader(engine).connect() as conn:
-        [product] = await conn.run_sync(repo.read_product_page, request_id, start=0, limit=10)
+        [product] = await conn.run_sync(
+            requests_db.read_product_page, request_id, start=0, limit=10
+        )
     assert (product.name, product.extra) == ("Café ☕ 日本 👟", ("ß", "€ 9,99"))
     assert product.images[0].input_url == "http://127.0.0.1/ü.jpg"
 
@@ -283,7 +305,7 @@ async def test_renew_leases_extends_only_the_owners_images(
 
     async with engine.begin() as conn:
         held = await conn.run_sync(
-            repo.renew_leases, owner="w1", ids=[mine[0].id, theirs[0].id], until=until
+            images_db.renew_leases, owner="w1", ids=[mine[0].id, theirs[0].id], until=until
         )
 
     assert held == 1
@@ -300,7 +322,7 @@ async def test_renew_leases_counts_a_lease_renewed_to_the_same_time(
 
     async with engine.begin() as conn:
         held = await conn.run_sync(
-            repo.renew_leases, owner="w1", ids=[claimed.id], until=NOW + LEASE
+            images_db.renew_leases, owner="w1", ids=[claimed.id], until=NOW + LEASE
         )
 
     assert held == 1
@@ -308,7 +330,7 @@ async def test_renew_leases_counts_a_lease_renewed_to_the_same_time(
 
 async def test_renew_leases_of_nothing_holds_nothing(engine: AsyncEngine) -> None:
     async with engine.begin() as conn:
-        assert await conn.run_sync(repo.renew_leases, owner="w1", ids=[], until=NOW) == 0
+        assert await conn.run_sync(images_db.renew_leases, owner="w1", ids=[], until=NOW) == 0
 
 
 # -- finishing -----------------------------------------------------------------------------------
@@ -449,7 +471,7 @@ async def test_deferred_image_is_pending_until_its_time(
 
     async with engine.begin() as conn:
         deferred = await conn.run_sync(
-            repo.defer_image,
+            images_db.defer_image,
             claimed,
             owner="w1",
             at=at,
@@ -474,7 +496,7 @@ async def test_defer_by_a_worker_without_the_lease_is_refused(
 
     async with engine.begin() as conn:
         deferred = await conn.run_sync(
-            repo.defer_image, claimed, owner="w2", at=NOW, error_reason="timeout", error="x"
+            images_db.defer_image, claimed, owner="w2", at=NOW, error_reason="timeout", error="x"
         )
 
     assert not deferred
@@ -490,7 +512,7 @@ async def test_release_returns_the_owners_images_uncounted(
     later = NOW + timedelta(seconds=1)
 
     async with engine.begin() as conn:
-        released = await conn.run_sync(repo.release_images, owner="w1", now=later)
+        released = await conn.run_sync(images_db.release_images, owner="w1", now=later)
 
     assert released == 2
     rows = {r.id: r for r in await image_rows(engine, request_id)}
@@ -509,7 +531,7 @@ async def test_retry_failed_reopens_a_finished_request(engine: AsyncEngine, subm
     later = NOW + timedelta(seconds=10)
 
     async with engine.begin() as conn:
-        reopened = await repo.retry_failed(conn, request_id, now=later)
+        reopened = await conn.run_sync(requests_db.retry_failed, request_id, now=later)
 
     assert reopened == 2
     stored = await info(engine, request_id)
@@ -528,7 +550,7 @@ async def test_retried_request_settles_again_when_its_images_end(
     for claimed in await claim(engine):
         await finish(engine, claimed, FAILED)
     async with engine.begin() as conn:
-        await repo.retry_failed(conn, request_id, now=NOW)
+        await conn.run_sync(requests_db.retry_failed, request_id, now=NOW)
 
     first, second = await claim(engine, "w9")
     assert await finish(engine, first, done(), owner="w9") == (True, None)
@@ -550,13 +572,13 @@ async def test_retry_without_failed_images_changes_nothing(
     await finish(engine, claimed, done())
 
     async with engine.begin() as conn:
-        assert await repo.retry_failed(conn, request_id, now=NOW) == 0
+        assert await conn.run_sync(requests_db.retry_failed, request_id, now=NOW) == 0
     assert (await info(engine, request_id)).status is RequestStatus.COMPLETED
 
 
 async def test_retry_of_an_unknown_request_reopens_nothing(engine: AsyncEngine) -> None:
     async with engine.begin() as conn:
-        assert await repo.retry_failed(conn, uuid4(), now=NOW) == 0
+        assert await conn.run_sync(requests_db.retry_failed, uuid4(), now=NOW) == 0
 
 
 # -- notifications (the outbox) ------------------------------------------------------------------
@@ -569,14 +591,16 @@ PLANNED = [
 
 async def add_planned(engine: AsyncEngine, request_id: UUID) -> int:
     async with engine.begin() as conn:
-        return await conn.run_sync(repo.add_deliveries, request_id, PLANNED, now=NOW)
+        return await conn.run_sync(outbox.add_deliveries, request_id, PLANNED, now=NOW)
 
 
 async def claim_outbox(
     engine: AsyncEngine, owner: str = "n1", *, now: datetime = NOW
 ) -> list[DeliveryClaim]:
     async with engine.begin() as conn:
-        return await repo.claim_deliveries(conn, owner=owner, limit=10, lease=LEASE, now=now)
+        return await conn.run_sync(
+            outbox.claim_deliveries, owner=owner, limit=10, lease=LEASE, now=now
+        )
 
 
 async def test_added_deliveries_are_listed_pending_and_due(
@@ -587,7 +611,7 @@ async def test_added_deliveries_are_listed_pending_and_due(
     assert await add_planned(engine, request_id) == 2
 
     async with reader(engine).connect() as conn:
-        listed = await conn.run_sync(repo.read_deliveries, request_id)
+        listed = await conn.run_sync(outbox.read_deliveries, request_id)
     assert [(d.notifier, d.target, d.status, d.attempts) for d in listed] == [
         ("webhook", "http://127.0.0.1:9/hook", "pending", 0),
         ("log", None, "pending", 0),
@@ -630,13 +654,19 @@ async def test_finish_delivery_marks_it_delivered(engine: AsyncEngine, submit: S
     later = NOW + timedelta(seconds=2)
 
     async with engine.begin() as conn:
-        ended = await repo.finish_delivery(
-            conn, webhook, owner="n1", status="delivered", status_code=204, error=None, now=later
+        ended = await conn.run_sync(
+            outbox.finish_delivery,
+            webhook,
+            owner="n1",
+            status="delivered",
+            status_code=204,
+            error=None,
+            now=later,
         )
 
     assert ended
     async with reader(engine).connect() as conn:
-        first = (await conn.run_sync(repo.read_deliveries, request_id))[0]
+        first = (await conn.run_sync(outbox.read_deliveries, request_id))[0]
     assert (first.status, first.last_status_code, first.delivered_at) == ("delivered", 204, later)
     assert first.next_attempt_at is None
 
@@ -649,13 +679,19 @@ async def test_finish_delivery_without_the_lease_is_refused(
     webhook, _ = await claim_outbox(engine, "n1")
 
     async with engine.begin() as conn:
-        ended = await repo.finish_delivery(
-            conn, webhook, owner="n2", status="failed", status_code=500, error="x", now=NOW
+        ended = await conn.run_sync(
+            outbox.finish_delivery,
+            webhook,
+            owner="n2",
+            status="failed",
+            status_code=500,
+            error="x",
+            now=NOW,
         )
 
     assert not ended
     async with reader(engine).connect() as conn:
-        assert (await conn.run_sync(repo.read_deliveries, request_id))[0].status == "sending"
+        assert (await conn.run_sync(outbox.read_deliveries, request_id))[0].status == "sending"
 
 
 async def test_delivery_retried_later_is_due_again_at_its_time(
@@ -667,13 +703,19 @@ async def test_delivery_retried_later_is_due_again_at_its_time(
     at = NOW + timedelta(seconds=60)
 
     async with engine.begin() as conn:
-        moved = await repo.retry_delivery_later(
-            conn, webhook, owner="n1", at=at, status_code=503, error="busy", now=NOW
+        moved = await conn.run_sync(
+            outbox.retry_delivery_later,
+            webhook,
+            owner="n1",
+            at=at,
+            status_code=503,
+            error="busy",
+            now=NOW,
         )
 
     assert moved
     async with reader(engine).connect() as conn:
-        first = (await conn.run_sync(repo.read_deliveries, request_id))[0]
+        first = (await conn.run_sync(outbox.read_deliveries, request_id))[0]
     assert (first.status, first.next_attempt_at, first.last_error) == ("pending", at, "busy")
     assert await claim_outbox(engine, now=at - timedelta(microseconds=1)) == []
     [again] = await claim_outbox(engine, now=at)
@@ -689,7 +731,7 @@ async def test_list_requests_is_newest_first_with_the_total(
     ids = [await submit([1], now=NOW + timedelta(microseconds=i)) for i in range(3)]
 
     async with reader(engine).connect() as conn:
-        listed, total = await repo.list_requests(conn)
+        listed, total = await conn.run_sync(requests_db.list_requests)
 
     assert [r.request_id for r in listed] == ids[::-1]
     assert total == 3
@@ -699,8 +741,8 @@ async def test_list_requests_paginates(engine: AsyncEngine, submit: Submit) -> N
     ids = [await submit([1], now=NOW + timedelta(seconds=i)) for i in range(5)]
 
     async with reader(engine).connect() as conn:
-        page, total = await repo.list_requests(conn, limit=2, offset=2)
-        beyond, _ = await repo.list_requests(conn, limit=2, offset=5)
+        page, total = await conn.run_sync(requests_db.list_requests, limit=2, offset=2)
+        beyond, _ = await conn.run_sync(requests_db.list_requests, limit=2, offset=5)
 
     assert ([r.request_id for r in page], total) == ([ids[2], ids[1]], 5)
     assert beyond == []
@@ -712,8 +754,10 @@ async def test_list_requests_filters_by_status(engine: AsyncEngine, submit: Subm
     waiting = await submit([1])
 
     async with reader(engine).connect() as conn:
-        in_process, count = await repo.list_requests(conn, status=RequestStatus.IN_PROCESS)
-        pending, _ = await repo.list_requests(conn, status=RequestStatus.PENDING)
+        in_process, count = await conn.run_sync(
+            requests_db.list_requests, status=RequestStatus.IN_PROCESS
+        )
+        pending, _ = await conn.run_sync(requests_db.list_requests, status=RequestStatus.PENDING)
 
     assert ([r.request_id for r in in_process], count) == ([started], 1)
     assert [r.request_id for r in pending] == [waiting]
@@ -724,7 +768,7 @@ async def test_list_requests_searches_product_names(engine: AsyncEngine, submit:
     await submit([1], prefix="Red Gadget ")
 
     async with reader(engine).connect() as conn:
-        listed, total = await repo.list_requests(conn, search="widget 1")
+        listed, total = await conn.run_sync(requests_db.list_requests, search="widget 1")
 
     assert ([r.request_id for r in listed], total) == ([wanted], 1)
 
@@ -735,8 +779,8 @@ async def test_list_requests_search_ignores_case_on_every_backend(
     wanted = await submit([1], prefix="Blue Widget ")
 
     async with reader(engine).connect() as conn:
-        upper, _ = await repo.list_requests(conn, search="BLUE WIDGET")
-        lower, _ = await repo.list_requests(conn, search="blue widget")
+        upper, _ = await conn.run_sync(requests_db.list_requests, search="BLUE WIDGET")
+        lower, _ = await conn.run_sync(requests_db.list_requests, search="blue widget")
 
     assert [r.request_id for r in upper] == [r.request_id for r in lower] == [wanted]
 
@@ -748,7 +792,7 @@ async def test_list_requests_search_treats_wildcards_literally(
     await submit([1], prefix="1000 cottonX")
 
     async with reader(engine).connect() as conn:
-        listed, _ = await repo.list_requests(conn, search="0% cotton_")
+        listed, _ = await conn.run_sync(requests_db.list_requests, search="0% cotton_")
 
     assert [r.request_id for r in listed] == [wanted]
 
@@ -758,7 +802,7 @@ async def test_list_requests_searches_request_ids(engine: AsyncEngine, submit: S
     await submit([1])
 
     async with reader(engine).connect() as conn:
-        listed, total = await repo.list_requests(conn, search=f" {wanted} ")
+        listed, total = await conn.run_sync(requests_db.list_requests, search=f" {wanted} ")
 
     assert ([r.request_id for r in listed], total) == ([wanted], 1)
 
@@ -767,7 +811,7 @@ async def test_blank_search_lists_every_request(engine: AsyncEngine, submit: Sub
     ids = {await submit([]), await submit([1])}
 
     async with reader(engine).connect() as conn:
-        listed, total = await repo.list_requests(conn, search="  ")
+        listed, total = await conn.run_sync(requests_db.list_requests, search="  ")
 
     assert ({r.request_id for r in listed}, total) == (ids, 2)
 
@@ -778,7 +822,7 @@ async def test_product_page_returns_a_range_in_order_with_images(
     request_id = await submit([1, 3, 0, 2])
 
     async with reader(engine).connect() as conn:
-        page = await conn.run_sync(repo.read_product_page, request_id, start=1, limit=2)
+        page = await conn.run_sync(requests_db.read_product_page, request_id, start=1, limit=2)
 
     assert [(p.position, p.serial, p.name, p.row) for p in page] == [
         (1, 2, "SKU1", 3),
@@ -800,7 +844,7 @@ async def test_product_page_shows_finished_image_details(
     await finish(engine, claimed, done(5))
 
     async with reader(engine).connect() as conn:
-        [product] = await conn.run_sync(repo.read_product_page, request_id, start=0, limit=1)
+        [product] = await conn.run_sync(requests_db.read_product_page, request_id, start=0, limit=1)
 
     [image] = product.images
     assert (image.status, image.storage_key, image.attempts) == (ImageStatus.DONE, "out/5.jpg", 1)
@@ -816,16 +860,16 @@ async def test_progress_page_shows_what_the_product_page_does_of_each_image(
     await finish(engine, second, FAILED)
 
     async with reader(engine).connect() as conn:
-        full = await conn.run_sync(repo.read_product_page, request_id, start=0, limit=10)
+        full = await conn.run_sync(requests_db.read_product_page, request_id, start=0, limit=10)
         progress = await conn.run_sync(
-            repo.read_progress_page,
+            requests_db.read_progress_page,
             request_id,
             start=0,
             limit=10,
             url_for=lambda key: f"https://cdn.test/{key}",
         )
         later = await conn.run_sync(
-            repo.read_progress_page, request_id, start=1, limit=5, url_for=str
+            requests_db.read_progress_page, request_id, start=1, limit=5, url_for=str
         )
 
     assert [(p.position, p.serial, p.name, len(p.images)) for p in progress] == [
@@ -848,18 +892,6 @@ async def test_progress_page_shows_what_the_product_page_does_of_each_image(
     assert later[0].images == ()  # a product without images
 
 
-async def test_iter_products_yields_every_product_in_order_in_batches(
-    engine: AsyncEngine, submit: Submit
-) -> None:
-    request_id = await submit([1, 2, 0, 1, 1, 3, 1])
-
-    async with reader(engine).connect() as conn:
-        batches = [batch async for batch in repo.iter_products(conn, request_id, batch=3)]
-
-    assert [[p.position for p in batch] for batch in batches] == [[0, 1, 2], [3, 4, 5], [6]]
-    assert [len(p.images) for batch in batches for p in batch] == [1, 2, 0, 1, 1, 3, 1]
-
-
 async def test_storage_keys_lists_outputs_and_thumbnails(
     engine: AsyncEngine, submit: Submit
 ) -> None:
@@ -867,9 +899,11 @@ async def test_storage_keys_lists_outputs_and_thumbnails(
     first, second, _ = await claim(engine)
     await finish(engine, first, done(0))
     await finish(engine, second, FAILED)
+    async with engine.begin() as conn:
+        await conn.run_sync(images_db.set_thumbnail_key, first.id, "thumb/0.jpg")
 
     async with reader(engine).connect() as conn:
-        keys = await repo.storage_keys(conn, request_id)
+        keys = await conn.run_sync(requests_db.storage_keys, request_id)
 
     assert sorted(keys) == ["out/0.jpg", "thumb/0.jpg"]
 
@@ -880,7 +914,7 @@ async def test_delete_request_removes_everything(engine: AsyncEngine, submit: Su
     await add_planned(engine, request_id)
 
     async with engine.begin() as conn:
-        assert await repo.delete_request(conn, request_id)
+        assert await conn.run_sync(requests_db.delete_request, request_id)
 
     for table in (requests, products, images, deliveries):
         assert await count_rows(engine, table, request_id) == 0
@@ -889,7 +923,7 @@ async def test_delete_request_removes_everything(engine: AsyncEngine, submit: Su
 
 async def test_delete_of_an_unknown_request_reports_false(engine: AsyncEngine) -> None:
     async with engine.begin() as conn:
-        assert not await repo.delete_request(conn, uuid4())
+        assert not await conn.run_sync(requests_db.delete_request, uuid4())
 
 
 # -- timestamps ------------------------------------------------------------------------------------
@@ -925,8 +959,8 @@ async def test_timestamps_in_another_zone_are_stored_as_the_same_instant(
 async def test_naive_timestamps_are_refused(engine: AsyncEngine) -> None:
     with pytest.raises(sa.exc.StatementError, match="naive datetime"):
         async with engine.begin() as conn:
-            await repo.create_request(
-                conn,
+            await conn.run_sync(
+                requests_db.create_request,
                 request_id=uuid4(),
                 header=HEADER,
                 filename=None,

@@ -1,0 +1,77 @@
+"""imgapi's own table in imgcore's database (admin users), and the hook that migrates it.
+
+imgapi registers this module as an ``imgcore`` plugin (an entry point), so that
+``imgcore db upgrade`` and an Engine's start-up check include imgapi's migration branch
+(``imgapi/migrations``) beside imgcore's own.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from imgcore.hookspecs import hookimpl
+from sqlalchemy.dialects import mysql
+
+__all__ = ["MIGRATIONS", "admin_users", "imgcore_migrations", "metadata"]
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+"""imgapi's Alembic branch (label ``imgapi``)."""
+
+metadata = sa.MetaData(
+    naming_convention={
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+class UTCDateTime(sa.TypeDecorator[datetime]):
+    """Stored as naive UTC (MySQL's DATETIME has no zone), always returned timezone-aware."""
+
+    impl = sa.DateTime
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: sa.Dialect) -> sa.types.TypeEngine[Any]:
+        if dialect.name in ("mysql", "mariadb"):
+            return dialect.type_descriptor(mysql.DATETIME(fsp=6))
+        return dialect.type_descriptor(sa.DateTime())
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime: pass an aware UTC datetime")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+admin_users = sa.Table(
+    "admin_users",
+    metadata,
+    # BIGINT, but SQLite only autoincrements an INTEGER PRIMARY KEY.
+    sa.Column(
+        "id",
+        sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
+    sa.Column("username", sa.String(150), nullable=False, unique=True),
+    sa.Column("password_hash", sa.String(255), nullable=False),
+    sa.Column("failed_logins", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("locked_until", UTCDateTime()),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("last_login_at", UTCDateTime()),
+    mysql_engine="InnoDB",
+    mysql_charset="utf8mb4",
+)
+
+
+@hookimpl
+def imgcore_migrations() -> list[Path]:
+    """imgapi's migration branch."""
+    return [MIGRATIONS]

@@ -1,0 +1,313 @@
+"""Image claims and leases: what executors call to take, renew, end and give back work.
+
+Claims are leases: a claimed image's ``available_at`` is when its lease expires, so work of a
+process that died becomes claimable again without any bookkeeping. PostgreSQL and MariaDB/MySQL
+claim with ``FOR UPDATE SKIP LOCKED``; SQLite serialises writers (``BEGIN IMMEDIATE``), which
+makes one claiming transaction enough. Every function takes a connection inside a transaction
+that :class:`imgcore._db.database.Database` opened.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+import msgspec
+import sqlalchemy as sa
+
+from imgcore._db.tables import images, requests
+from imgcore.contracts import Claim, Settlement
+from imgcore.states import ImageStatus, RequestStatus, settle
+
+_I = images.c
+_R = requests.c
+
+__all__ = [
+    "ImageResult",
+    "claim_image_ids",
+    "claim_images",
+    "defer_image",
+    "done_image_keys",
+    "finish_image",
+    "image_due_at",
+    "pending_image_ids",
+    "release_images",
+    "renew_leases",
+    "set_thumbnail_key",
+]
+
+
+class ImageResult(msgspec.Struct, frozen=True, kw_only=True):
+    """What processing one image produced, stored when it ends."""
+
+    status: ImageStatus
+    storage_key: str | None = None
+    error_reason: str | None = None
+    error: str | None = None
+    input_bytes: int | None = None
+    output_bytes: int | None = None
+    input_width: int | None = None
+    input_height: int | None = None
+    output_width: int | None = None
+    output_height: int | None = None
+    input_format: str | None = None
+    output_format: str | None = None
+
+
+def claim_images(
+    conn: sa.Connection, *, owner: str, limit: int, lease: timedelta, now: datetime
+) -> list[Claim]:
+    """Lease up to ``limit`` due images: pending ones, and processing ones whose lease expired."""
+    due = sa.select(_I.id, _I.request_id, _I.url, _I.attempts).where(
+        _I.status.in_((ImageStatus.PENDING.value, ImageStatus.PROCESSING.value)),
+        _I.available_at <= now,
+    )
+    rows = (
+        conn.execute(
+            due.order_by(_I.available_at, _I.id).limit(limit).with_for_update(skip_locked=True)
+        )
+    ).all()
+    if not rows:
+        return []
+    return _lease(conn, rows, owner=owner, lease=lease, now=now)
+
+
+def _lease(
+    conn: sa.Connection,
+    rows: Sequence[Any],
+    *,
+    owner: str,
+    lease: timedelta,
+    now: datetime,
+) -> list[Claim]:
+    """Lease the locked image ``rows`` (id, request_id, url, attempts) to ``owner``."""
+    conn.execute(
+        images.update()
+        .where(_I.id.in_([row.id for row in rows]))
+        .values(
+            status=ImageStatus.PROCESSING.value,
+            lease_owner=owner,
+            available_at=now + lease,
+            attempts=_I.attempts + 1,
+            started_at=sa.func.coalesce(_I.started_at, now),
+        )
+    )
+    # Sorted, so concurrent claimers lock request rows in one order.
+    request_ids = sorted({row.request_id for row in rows})
+    conn.execute(
+        requests.update()
+        .where(_R.id.in_(request_ids), _R.status == RequestStatus.PENDING.value)
+        .values(status=RequestStatus.IN_PROCESS.value, updated_at=now)
+    )
+    return [
+        Claim(id=row.id, request_id=row.request_id, url=row.url, attempts=row.attempts + 1)
+        for row in rows
+    ]
+
+
+def renew_leases(conn: sa.Connection, *, owner: str, ids: Sequence[int], until: datetime) -> int:
+    """Extend the leases ``owner`` still holds on ``ids``; returns how many it still holds."""
+    if not ids:
+        return 0
+    result = conn.execute(
+        images.update()
+        .where(
+            _I.id.in_(list(ids)),
+            _I.lease_owner == owner,
+            _I.status == ImageStatus.PROCESSING.value,
+        )
+        .values(available_at=until)
+    )
+    return result.rowcount
+
+
+def finish_image(
+    conn: sa.Connection,
+    claim: Claim,
+    *,
+    owner: str,
+    result: ImageResult,
+    now: datetime,
+) -> tuple[bool, Settlement | None]:
+    """End a claimed image as done or failed, and settle its request if it was the last.
+
+    Returns ``(ended, settlement)``: ``ended`` is False when the lease was lost (another worker
+    owns the image now and will end it); ``settlement`` is set only for the one call that moved
+    the request to its terminal status.
+    """
+    if not result.status.is_terminal:
+        raise ValueError(f"not a terminal image status: {result.status}")
+    values = msgspec.structs.asdict(result)
+    values["status"] = result.status.value
+    ended = conn.execute(
+        images.update()
+        .where(
+            _I.id == claim.id,
+            _I.status == ImageStatus.PROCESSING.value,
+            _I.lease_owner == owner,
+        )
+        .values(**values, lease_owner=None, finished_at=now)
+    )
+    if ended.rowcount != 1:
+        return False, None
+    counter = "done_images" if result.status is ImageStatus.DONE else "failed_images"
+    # The row lock this update takes serialises every finisher of the request, so exactly one
+    # of them sees the last count.
+    conn.execute(
+        requests.update()
+        .where(_R.id == claim.request_id)
+        .values(
+            {
+                counter: requests.c[counter] + 1,
+                "input_bytes": _R.input_bytes + (result.input_bytes or 0),
+                "output_bytes": _R.output_bytes + (result.output_bytes or 0),
+                "updated_at": now,
+            }
+        )
+    )
+    return True, _settle(conn, claim.request_id, now=now)
+
+
+def _settle(conn: sa.Connection, request_id: UUID, *, now: datetime) -> Settlement | None:
+    row = (
+        conn.execute(
+            sa.select(_R.status, _R.total_images, _R.done_images, _R.failed_images, _R.webhook_url)
+            .where(_R.id == request_id)
+            .with_for_update()
+        )
+    ).one()
+    terminal = settle(row.total_images, row.done_images, row.failed_images)
+    if terminal is None or row.status != RequestStatus.IN_PROCESS.value:
+        return None
+    moved = conn.execute(
+        requests.update()
+        .where(_R.id == request_id, _R.status == RequestStatus.IN_PROCESS.value)
+        .values(status=terminal.value, finished_at=now, updated_at=now)
+    )
+    if moved.rowcount != 1:
+        return None
+    return Settlement(
+        request_id=request_id,
+        status=terminal,
+        webhook_url=row.webhook_url,
+        total=row.total_images,
+        done=row.done_images,
+        failed=row.failed_images,
+    )
+
+
+def defer_image(
+    conn: sa.Connection,
+    claim: Claim,
+    *,
+    owner: str,
+    at: datetime,
+    error_reason: str,
+    error: str,
+) -> bool:
+    """Give a claimed image back as pending, to be tried again at ``at`` (a transient error)."""
+    result = conn.execute(
+        images.update()
+        .where(
+            _I.id == claim.id,
+            _I.status == ImageStatus.PROCESSING.value,
+            _I.lease_owner == owner,
+        )
+        .values(
+            status=ImageStatus.PENDING.value,
+            lease_owner=None,
+            available_at=at,
+            error_reason=error_reason,
+            error=error,
+        )
+    )
+    return result.rowcount == 1
+
+
+def release_images(conn: sa.Connection, *, owner: str, now: datetime) -> int:
+    """Return every image ``owner`` holds to the queue, uncounted (a graceful shutdown)."""
+    result = conn.execute(
+        images.update()
+        .where(_I.lease_owner == owner, _I.status == ImageStatus.PROCESSING.value)
+        .values(
+            status=ImageStatus.PENDING.value,
+            lease_owner=None,
+            available_at=now,
+            attempts=sa.case((_I.attempts > 0, _I.attempts - 1), else_=0),
+        )
+    )
+    return result.rowcount
+
+
+_UNFINISHED = (ImageStatus.PENDING.value, ImageStatus.PROCESSING.value)
+
+
+def claim_image_ids(
+    conn: sa.Connection, ids: Sequence[int], *, owner: str, lease: timedelta, now: datetime
+) -> list[Claim]:
+    """Lease those of ``ids`` that are due: pending ones, and processing ones whose lease expired.
+
+    Images that ended, wait for a retry, or are leased by a live worker are left alone, so a
+    message delivered twice claims nothing the second time.
+    """
+    if not ids:
+        return []
+    rows = (
+        conn.execute(
+            sa.select(_I.id, _I.request_id, _I.url, _I.attempts)
+            .where(_I.id.in_(list(ids)), _I.status.in_(_UNFINISHED), _I.available_at <= now)
+            .order_by(_I.id)
+            .with_for_update(skip_locked=True)
+        )
+    ).all()
+    if not rows:
+        return []
+    return _lease(conn, rows, owner=owner, lease=lease, now=now)
+
+
+def image_due_at(conn: sa.Connection, image_id: int) -> datetime | None:
+    """When an unfinished image may next be claimed (its retry time or lease expiry).
+
+    None when the image ended (done or failed) or does not exist.
+    """
+    return (
+        conn.execute(
+            sa.select(_I.available_at).where(_I.id == image_id, _I.status.in_(_UNFINISHED))
+        )
+    ).scalar_one_or_none()
+
+
+def pending_image_ids(
+    conn: sa.Connection, request_id: UUID | None, *, after_id: int = 0, limit: int = 1000
+) -> list[int]:
+    """Ids above ``after_id`` of images not ended yet (pending or processing), ascending.
+
+    Of one request, or of every request when ``request_id`` is None; page with the last id.
+    """
+    query = sa.select(_I.id).where(_I.status.in_(_UNFINISHED), _I.id > after_id)
+    if request_id is not None:
+        query = query.where(_I.request_id == request_id)
+    return list((conn.execute(query.order_by(_I.id).limit(limit))).scalars())
+
+
+def done_image_keys(
+    conn: sa.Connection, request_id: UUID, image_id: int
+) -> tuple[str, str | None] | None:
+    """A done image's output key and thumbnail key; None if it is not a done image of the
+    request."""
+    row = conn.execute(
+        sa.select(_I.storage_key, _I.thumbnail_key).where(
+            _I.id == image_id,
+            _I.request_id == request_id,
+            _I.status == ImageStatus.DONE.value,
+            _I.storage_key.is_not(None),
+        )
+    ).first()
+    return None if row is None else (row.storage_key, row.thumbnail_key)
+
+
+def set_thumbnail_key(conn: sa.Connection, image_id: int, key: str) -> None:
+    """Record where an image's thumbnail is stored."""
+    conn.execute(images.update().where(_I.id == image_id).values(thumbnail_key=key))
