@@ -8,7 +8,6 @@ import random
 import time
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
 
 import pluggy
 import sqlalchemy as sa
@@ -20,6 +19,7 @@ from imgcore._db import images, outbox
 from imgcore._db.database import Database
 from imgcore._db.images import ImageResult
 from imgcore._fetch import Fetcher, FetchError
+from imgcore._notify.planning import plan_deliveries
 from imgcore._thumbnails import THUMBNAIL_EXTENSION
 from imgcore.config import Config
 from imgcore.contracts import Claim, ImageEnded, Notifier, Settlement, Storage, image_key
@@ -136,7 +136,12 @@ class Pipeline:
                 conn, claim, owner=self.owner, result=result, now=now
             )
             if settlement is not None:
-                outbox.add_deliveries(conn, settlement.request_id, self._plan(settlement), now=now)
+                outbox.add_deliveries(
+                    conn,
+                    settlement.request_id,
+                    plan_deliveries(self.notifiers, settlement),
+                    now=now,
+                )
             return ended, settlement
 
         ended, settlement = await self.database.write(finish)
@@ -160,15 +165,6 @@ class Pipeline:
                 seconds=time.perf_counter() - started,
             )
         )
-
-    def _plan(self, settlement: Settlement) -> list[tuple[str, str, str | None, dict[str, Any]]]:
-        planned: list[tuple[str, str, str | None, dict[str, Any]]] = []
-        event = f"request.{settlement.status.value.lower()}"
-        for notifier in self.notifiers:
-            target = notifier.target(settlement)
-            if target is not None:
-                planned.append((notifier.name, event, target, notifier.payload(settlement)))
-        return planned
 
     async def _emit(self, event: ImageEnded) -> None:
         # Observers cannot change processing, nor stop each other: each implementation is
