@@ -7,13 +7,10 @@ imgapi registers this module as an ``imgcore`` plugin (an entry point), so that
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import sqlalchemy as sa
-from imgcore.hookspecs import hookimpl
-from sqlalchemy.dialects import mysql
+from imgcore.plugin import UTCDateTime, hookimpl
 
 __all__ = ["MIGRATIONS", "admin_users", "imgcore_migrations", "metadata"]
 
@@ -26,28 +23,6 @@ metadata = sa.MetaData(
         "pk": "pk_%(table_name)s",
     }
 )
-
-
-class UTCDateTime(sa.TypeDecorator[datetime]):
-    """Stored as naive UTC (MySQL's DATETIME has no zone), always returned timezone-aware."""
-
-    impl = sa.DateTime
-    cache_ok = True
-
-    def load_dialect_impl(self, dialect: sa.Dialect) -> sa.types.TypeEngine[Any]:
-        if dialect.name in ("mysql", "mariadb"):
-            return dialect.type_descriptor(mysql.DATETIME(fsp=6))
-        return dialect.type_descriptor(sa.DateTime())
-
-    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime: pass an aware UTC datetime")
-        return value.astimezone(UTC).replace(tzinfo=None)
-
-    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
-        return None if value is None else value.replace(tzinfo=UTC)
 
 
 admin_users = sa.Table(

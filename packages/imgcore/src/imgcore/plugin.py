@@ -8,6 +8,7 @@ plugins: the modules whose names start with ``_`` are private and may change in 
 from __future__ import annotations
 
 from imgcore._plugins import create_plugin_manager
+from imgcore._sqltypes import UTCDateTime
 from imgcore.config import Config, ConfigError, read_env
 from imgcore.contracts import (
     Claim,
@@ -42,6 +43,7 @@ __all__ = [
     "Settlement",
     "Storage",
     "StorageError",
+    "UTCDateTime",
     "Work",
     "check_key",
     "create_plugin_manager",

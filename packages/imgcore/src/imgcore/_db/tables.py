@@ -6,11 +6,11 @@ which revision 0001 created before imgapi took it over); a test compares them.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import mysql
+
+from imgcore._sqltypes import UTCDateTime
 
 __all__ = [
     "UTCDateTime",
@@ -30,29 +30,6 @@ metadata = sa.MetaData(
         "pk": "pk_%(table_name)s",
     }
 )
-
-
-class UTCDateTime(sa.TypeDecorator[datetime]):
-    """Stored as naive UTC (MySQL's DATETIME has no zone), always returned timezone-aware."""
-
-    impl = sa.DateTime
-    cache_ok = True
-
-    def load_dialect_impl(self, dialect: sa.Dialect) -> sa.types.TypeEngine[Any]:
-        if dialect.name in ("mysql", "mariadb"):
-            # Microseconds: leases and ordering need sub-second precision.
-            return dialect.type_descriptor(mysql.DATETIME(fsp=6))
-        return dialect.type_descriptor(sa.DateTime())
-
-    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime: pass an aware UTC datetime")
-        return value.astimezone(UTC).replace(tzinfo=None)
-
-    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
-        return None if value is None else value.replace(tzinfo=UTC)
 
 
 # InnoDB for transactions and row locks; utf8mb4 whatever the database's default charset
