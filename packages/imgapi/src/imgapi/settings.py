@@ -96,7 +96,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     ] = 16_777_216
     linger_seconds: Annotated[
         float,
-        _doc("Longest time spent reading and discarding that rest (see LINGER_BYTES)", ge=0),
+        _doc("Longest time spent reading and discarding that rest (see IMGAPI_LINGER_BYTES)", ge=0),
     ] = 10.0
     log_level: Annotated[
         Literal["DEBUG", "INFO", "WARNING", "ERROR"], _doc("Least severe log level written")
