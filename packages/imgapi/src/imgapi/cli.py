@@ -95,6 +95,9 @@ def serve(settings: Settings, host: str, port: int, workers: int) -> None:
         host=host,
         port=port,
         workers=workers,
+        # uvicorn's httptools protocol plus limits on request head size, head and body time,
+        # and a lingering close (IMGAPI_MAX_HEADER_BYTES, …_HEADER_TIMEOUT, …_LINGER_*).
+        http="imgapi.connection_limits:LimitedHttpProtocol",
         lifespan="on",
         log_config=None,  # our handler (configured in each process by create_app)
         access_log=False,  # our middleware logs one line per request

@@ -60,6 +60,44 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         float,
         _doc("Seconds in-flight HTTP requests get to finish on shutdown", gt=0),
     ] = 30.0
+    max_header_bytes: Annotated[
+        int,
+        _doc(
+            "Largest request head (request line and headers) in bytes; a larger one gets 431 "
+            "and the connection is closed before the rest is parsed",
+            gt=0,
+        ),
+    ] = 65_536
+    header_timeout: Annotated[
+        float,
+        _doc(
+            "Seconds a client gets to send a request's line and headers, counted from the "
+            "connection's opening or the request's first byte; then the connection is closed "
+            "(with 408 if part of a head arrived)",
+            gt=0,
+        ),
+    ] = 10.0
+    body_timeout: Annotated[
+        float,
+        _doc(
+            "Seconds a request body may go without a byte arriving while the server waits "
+            "for it; then the connection is closed",
+            gt=0,
+        ),
+    ] = 30.0
+    linger_bytes: Annotated[
+        int,
+        _doc(
+            "After an answer sent before its request body ended (an upload refused early), "
+            "bytes of the rest read and discarded before the connection closes, so clients "
+            "that send the whole body before reading still get the answer; 0 closes at once",
+            ge=0,
+        ),
+    ] = 16_777_216
+    linger_seconds: Annotated[
+        float,
+        _doc("Longest time spent reading and discarding that rest (see IMGAPI_LINGER_BYTES)", ge=0),
+    ] = 10.0
     log_level: Annotated[
         Literal["DEBUG", "INFO", "WARNING", "ERROR"], _doc("Least severe log level written")
     ] = "INFO"

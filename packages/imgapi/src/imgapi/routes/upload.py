@@ -207,6 +207,8 @@ def _blank_to_none(value: str | None) -> str | None:
 def _rejected(runtime: Runtime, problem: ProblemError) -> None:
     # The rest of a rejected body may be huge (a 1 GB file over the limit): without this,
     # uvicorn keeps the connection alive and reads every remaining byte just to discard it.
+    # With it, the server discards only a bounded rest before closing (a lingering close,
+    # imgapi.connection_limits), so clients that send before reading still see this answer.
     problem.headers.setdefault("Connection", "close")
     runtime.metrics.uploads.labels(problem.reason).inc()
     log.info(
