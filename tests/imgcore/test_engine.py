@@ -11,7 +11,14 @@ from typing import Any
 import anyio
 import msgspec
 import pytest
-from imgcore import Config, CsvValidationError, Engine, RequestNotFoundError, WebhookURLError
+from imgcore import (
+    Config,
+    CsvValidationError,
+    Engine,
+    OutOfRangeError,
+    RequestNotFoundError,
+    WebhookURLError,
+)
 from imgcore._csvio import iter_products
 from imgcore.states import ImageStatus, RequestStatus
 from support.csvgen import PHOTOS, make_csv, photo_urls
@@ -187,6 +194,28 @@ async def test_unknown_and_malformed_ids_raise_not_found(engine: Engine) -> None
             await engine.status(bad)
         with pytest.raises(RequestNotFoundError):
             await engine.output_csv(bad)
+
+
+@pytest.mark.parametrize(
+    ("call", "name"),
+    [
+        (lambda e, rid: e.snapshot(rid, start=10**20), "start"),
+        (lambda e, rid: e.snapshot(rid, start=-1), "start"),
+        (lambda e, rid: e.snapshot(rid, start=2**31 - 10, limit=100), "limit"),
+        (lambda e, rid: e.products(rid, start=10**20), "start"),
+        (lambda e, rid: e.products(rid, limit=2**63), "limit"),
+        (lambda e, rid: e.thumbnail(rid, 10**20), "image_id"),
+        (lambda e, rid: e.list_requests(offset=10**20), "offset"),
+    ],
+)
+async def test_numbers_out_of_range_raise_a_clear_error_not_an_overflow(
+    engine: Engine, origin: OriginServer, call: Any, name: str
+) -> None:
+    request_id = await engine.submit_csv(make_csv([photo_urls(origin, 1)]))
+    with pytest.raises(OutOfRangeError, match=f"^{name} must be between") as caught:
+        await call(engine, request_id)
+    assert (caught.value.reason, caught.value.name) == ("out_of_range", name)
+    assert isinstance(caught.value, ValueError)
 
 
 async def test_two_engines_on_one_database_process_each_image_once(

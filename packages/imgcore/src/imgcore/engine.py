@@ -39,11 +39,11 @@ from imgcore._thumbnails import Thumbnails
 from imgcore._work import LeasedWork
 from imgcore.config import Config, ConfigError
 from imgcore.contracts import Executor, Notifier, Storage, Work
-from imgcore.errors import ImageNotFoundError, RequestNotFoundError
+from imgcore.errors import ImageNotFoundError, OutOfRangeError, RequestNotFoundError
 from imgcore.models import DeliveryInfo, ProductInfo, ProductProgress, RequestInfo
 from imgcore.states import ImageStatus
 
-__all__ = ["Engine", "ImageNotFoundError", "RequestNotFoundError"]
+__all__ = ["MAX_ID", "MAX_POSITION", "Engine", "ImageNotFoundError", "RequestNotFoundError"]
 
 log = logging.getLogger("imgcore.engine")
 
@@ -59,6 +59,11 @@ SPOOL_IN_MEMORY = 8 * 1024 * 1024
 OUTPUT_PAGE = 1000
 # Pages up to this many products are short reads (see Runner.read): a few milliseconds.
 SHORT_PAGE = 100
+MAX_POSITION = 2**31 - 1
+"""The largest product position a page may reach (``start + limit``): positions are 32-bit
+integers in PostgreSQL and MariaDB."""
+MAX_ID = 2**63 - 1
+"""The largest image id and row offset: 64-bit integers in every database."""
 
 
 def _worker_name() -> str:
@@ -304,8 +309,10 @@ class Engine:
         Raises :class:`RequestNotFoundError`. This is what a status endpoint serves, polled
         often, so it is one read instead of three (on SQLite, on the event loop for pages of
         up to 100 products, else one trip to a worker thread), of only the columns it shows.
-        :meth:`products` reads everything recorded about each image.
+        :meth:`products` reads everything recorded about each image. Raises
+        :class:`OutOfRangeError` when ``start + limit`` passes :data:`MAX_POSITION`.
         """
+        _check_page(start, limit)
         rid = _as_uuid(request_id)
 
         def read(
@@ -327,7 +334,11 @@ class Engine:
     async def products(
         self, request_id: UUID | str, *, start: int = 0, limit: int = 100
     ) -> list[ProductInfo]:
-        """Products ``start`` … ``start+limit-1`` of a request with their images' output URLs."""
+        """Products ``start`` … ``start+limit-1`` of a request with their images' output URLs.
+
+        Raises :class:`OutOfRangeError` when ``start + limit`` passes :data:`MAX_POSITION`.
+        """
+        _check_page(start, limit)
         rid = _as_uuid(request_id)
         page = await self._runner.read(
             lambda conn: repo.read_product_page(conn, rid, start=start, limit=limit),
@@ -398,8 +409,10 @@ class Engine:
         """A done image's thumbnail (JPEG within 256 x 256 pixels), made from its stored output
         the first time it is asked for, then stored beside it.
 
-        Raises :class:`ImageNotFoundError` unless the request has a done image ``image_id``.
+        Raises :class:`ImageNotFoundError` unless the request has a done image ``image_id``,
+        :class:`OutOfRangeError` for an id no database can hold.
         """
+        _check_range("image_id", image_id, 1, MAX_ID)
         rid = _as_uuid(request_id)
         data = await self.thumbnails.get(rid, image_id)
         if data is None:
@@ -416,7 +429,13 @@ class Engine:
         return self.storage.path_for(key)
 
     async def list_requests(self, **filters: Any) -> tuple[list[RequestInfo], int]:
-        """Requests newest first (see :func:`imgcore._db.repo.list_requests` for filters)."""
+        """Requests newest first (see :func:`imgcore._db.repo.list_requests` for filters).
+
+        Raises :class:`OutOfRangeError` for a ``limit`` or ``offset`` outside 0 … :data:`MAX_ID`.
+        """
+        for name in ("limit", "offset"):
+            if name in filters:
+                _check_range(name, filters[name], 0, MAX_ID)
         async with connection(self.reader) as conn:
             return await repo.list_requests(conn, **filters)
 
@@ -454,6 +473,18 @@ async def _start_executor(
     executor: Executor, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
 ) -> None:
     await executor.run(task_status=task_status)
+
+
+def _check_range(name: str, value: int, low: int, high: int) -> None:
+    # A clear error here instead of the driver's OverflowError (or a 32-bit overflow on
+    # PostgreSQL) deep in a query.
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise OutOfRangeError(name, value, low, high)
+
+
+def _check_page(start: int, limit: int) -> None:
+    _check_range("start", start, 0, MAX_POSITION)
+    _check_range("limit", limit, 0, MAX_POSITION - start)
 
 
 def _as_uuid(value: UUID | str) -> UUID:

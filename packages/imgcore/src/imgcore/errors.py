@@ -7,6 +7,7 @@ __all__ = [
     "FetchError",
     "ImageNotFoundError",
     "ImgcoreError",
+    "OutOfRangeError",
     "RequestNotFoundError",
     "StorageError",
     "WebhookURLError",
@@ -60,6 +61,25 @@ class ImageNotFoundError(RequestNotFoundError):
         super().__init__(request_id)
         self.args = (f"no done image {image_id} in request {request_id}",)
         self.image_id = image_id
+
+
+class OutOfRangeError(ImgcoreError, ValueError):
+    """A number passed to the library (a page start, a limit, an id) is outside what it accepts.
+
+    ``name`` is the argument, ``value`` what was passed, ``low`` and ``high`` the bounds.
+    """
+
+    reason = "out_of_range"
+
+    def __init__(self, name: str, value: int, low: int, high: int) -> None:
+        super().__init__(f"{name} must be between {low} and {high}, not {value}")
+        self.name = name
+        self.value = value
+        self.low = low
+        self.high = high
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (self.__class__, (self.name, self.value, self.low, self.high))
 
 
 class FetchError(ImgcoreError):
