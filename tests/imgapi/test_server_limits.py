@@ -143,3 +143,42 @@ def test_the_server_still_serves_after_the_refusals(
     thumbnail = admin.get(f"/admin/requests/{request_id}/thumbs/{image_id}")
     assert thumbnail.headers["content-type"] == "image/jpeg"
     assert "server.error" not in server.logs() and "Traceback" not in server.logs()
+
+
+# -- a storage that cannot be written ----------------------------------------------------------
+
+
+def test_readiness_and_the_status_say_when_the_storage_cannot_be_written(
+    tmp_path: Path, origin: OriginServer
+) -> None:
+    # The storage root is a regular file: writes fail with ENOTDIR even for root, whom a
+    # read-only directory (chmod) would not stop.
+    media = tmp_path / "media"
+    media.write_bytes(b"not a directory")
+    env = server_env(
+        tmp_path,
+        IMGAPI_LOG_FORMAT="none",
+        IMGCORE_COMPRESS_POOL="thread",
+        IMGCORE_MAX_ATTEMPTS="2",
+    )
+    with ApiServer(env=env, cwd=tmp_path) as server:
+        ready = httpx.get(server.url("/readyz"))
+        assert ready.status_code == 503, ready.text
+        assert ready.json()["reason"] == "storage_unavailable"
+        assert httpx.get(server.url("/healthz")).status_code == 200  # alive, just not ready
+
+        request_id = upload(server, make_csv([photo_urls(origin, 2, "readonly")]))
+        body = wait_finished(server, request_id)
+        assert (body["status"], body["failed"]) == ("Failed", 2)
+        assert body["error"] == (
+            "2 of 2 images failed: 2 storage_error (the storage could not be written)"
+        )
+        images = body["products"][0]["images"]
+        assert {image["error_reason"] for image in images} == {"storage_error"}
+
+        media.unlink()  # repaired: ready again once the last probe's outcome is stale
+        deadline = time.monotonic() + 15
+        while (ready := httpx.get(server.url("/readyz"))).status_code != 200:
+            assert time.monotonic() < deadline, ready.text
+            time.sleep(0.5)
+        assert not [path for path in media.rglob("*") if path.is_file()], "probe deleted"

@@ -6,6 +6,7 @@ import logging
 import os
 import socket
 import tempfile
+import time
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from contextlib import asynccontextmanager
@@ -39,11 +40,18 @@ from imgcore._thumbnails import Thumbnails
 from imgcore._work import LeasedWork
 from imgcore.config import Config, ConfigError
 from imgcore.contracts import Executor, Notifier, Storage, Work
-from imgcore.errors import ImageNotFoundError, OutOfRangeError, RequestNotFoundError
+from imgcore.errors import ImageNotFoundError, OutOfRangeError, RequestNotFoundError, StorageError
 from imgcore.models import DeliveryInfo, ProductInfo, ProductProgress, RequestInfo
 from imgcore.states import ImageStatus
 
-__all__ = ["MAX_ID", "MAX_POSITION", "Engine", "ImageNotFoundError", "RequestNotFoundError"]
+__all__ = [
+    "MAX_ID",
+    "MAX_POSITION",
+    "PROBE_PREFIX",
+    "Engine",
+    "ImageNotFoundError",
+    "RequestNotFoundError",
+]
 
 log = logging.getLogger("imgcore.engine")
 
@@ -64,6 +72,8 @@ MAX_POSITION = 2**31 - 1
 integers in PostgreSQL and MariaDB."""
 MAX_ID = 2**63 - 1
 """The largest image id and row offset: 64-bit integers in every database."""
+PROBE_PREFIX = "_probe/"
+"""Storage keys under this prefix are :meth:`Engine.check_storage`'s probes, never images."""
 
 
 def _worker_name() -> str:
@@ -144,6 +154,10 @@ class Engine:
             )
         self.executor: Executor = executor
         self.thumbnails = Thumbnails(self._runner, self.storage)
+        self._probe_key = f"{PROBE_PREFIX}{uuid.uuid4().hex}"
+        self._probe_lock = anyio.Lock()
+        self._probed_at = -float("inf")
+        self._probe_error: StorageError | None = None
         self._started = False
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -448,6 +462,37 @@ class Engine:
             await anyio.sleep(interval)
 
     # -- operating ------------------------------------------------------------------------------
+
+    async def check_storage(self, *, max_age: float = 5.0, probe_seconds: float = 2.0) -> None:
+        """Raise :class:`StorageError` unless a small object can be written to the storage and
+        deleted again (under :data:`PROBE_PREFIX`).
+
+        The outcome is reused for ``max_age`` seconds and concurrent calls share one probe,
+        so a readiness endpoint polled hard costs the storage one write per ``max_age``. A
+        probe taking longer than ``probe_seconds`` fails (and that failure is reused too, so a
+        hanging storage is not asked again by every caller).
+        """
+        async with self._probe_lock:
+            if time.monotonic() - self._probed_at >= max_age:
+                self._probe_error = await self._probe_storage(probe_seconds)
+                self._probed_at = time.monotonic()
+            error = self._probe_error
+        if error is not None:
+            raise StorageError(error.message, transient=error.transient)
+
+    async def _probe_storage(self, seconds: float) -> StorageError | None:
+        try:
+            with anyio.fail_after(seconds):
+                await self.storage.put(self._probe_key, b"ok", content_type="text/plain")
+                await self.storage.delete(self._probe_key)
+        except TimeoutError:
+            return StorageError(f"the storage did not answer within {seconds} s")
+        except StorageError as exc:
+            return exc
+        except Exception as exc:
+            # Whatever a storage plugin raises means the same here: images cannot be stored.
+            return StorageError(f"the storage failed: {exc!r}")
+        return None
 
     async def retry_failed(self, request_id: UUID | str) -> int:
         """Queue a request's failed images again; returns how many."""

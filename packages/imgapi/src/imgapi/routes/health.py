@@ -7,6 +7,7 @@ import logging
 import anyio
 import msgspec
 import sqlalchemy as sa
+from imgcore.errors import StorageError
 from imgcore.states import RequestStatus
 from litestar import Response, get
 from litestar.di import NamedDependency
@@ -18,6 +19,8 @@ from imgapi.runtime import Runtime
 __all__ = ["Health", "healthz", "metrics", "readyz"]
 
 PROBE_TIMEOUT = 2.0
+#: A storage probe's outcome is reused this long: probes cannot be used to hammer the storage.
+STORAGE_PROBE_MAX_AGE = 5.0
 
 log = logging.getLogger("imgapi.health")
 
@@ -44,11 +47,12 @@ async def healthz(runtime: NamedDependency[Runtime]) -> Health:
 @get(
     "/readyz",
     responses=problem_responses(503),
-    summary="Readiness: the database answers",
+    summary="Readiness: the database answers and the storage can be written",
     tags=["operations"],
 )
 async def readyz(runtime: NamedDependency[Runtime]) -> Health:
-    """Ready when ``SELECT 1`` succeeds within two seconds and the executor runs."""
+    """Ready when the executor runs, ``SELECT 1`` succeeds within two seconds and a probe
+    object can be written to the storage and deleted (checked at most every few seconds)."""
     engine = runtime.engine
     if engine is None or not runtime.executor_alive:
         raise ProblemError(503, "the executor is not running", reason="executor_down")
@@ -60,6 +64,14 @@ async def readyz(runtime: NamedDependency[Runtime]) -> Health:
         log.warning("readiness: database unreachable: %s", exc)
         raise ProblemError(
             503, "the database does not answer", reason="database_unavailable"
+        ) from None
+    try:
+        await engine.check_storage(max_age=STORAGE_PROBE_MAX_AGE, probe_seconds=PROBE_TIMEOUT)
+    except StorageError as exc:
+        # The cause stays in the log: an open probe need not describe the server's disks.
+        log.warning("readiness: storage cannot be written: %s", exc)
+        raise ProblemError(
+            503, "the storage cannot be written", reason="storage_unavailable"
         ) from None
     return Health(status="ready")
 

@@ -29,7 +29,7 @@ from imgcore.models import (
     ProductProgress,
     RequestInfo,
 )
-from imgcore.states import ImageStatus, RequestStatus, settle
+from imgcore.states import ImageStatus, RequestStatus, failure_summary, settle
 
 __all__ = [
     "Claim",
@@ -295,10 +295,18 @@ def _settle(conn: sa.Connection, request_id: UUID, *, now: datetime) -> Settleme
     terminal = settle(row.total_images, row.done_images, row.failed_images)
     if terminal is None or row.status != RequestStatus.IN_PROCESS.value:
         return None
+    error = None
+    if row.failed_images:
+        failed = conn.execute(
+            sa.select(_I.error_reason, sa.func.count())
+            .where(_I.request_id == request_id, _I.status == ImageStatus.FAILED.value)
+            .group_by(_I.error_reason)
+        ).all()
+        error = failure_summary(row.total_images, {r or "error": n for r, n in failed})
     moved = conn.execute(
         requests.update()
         .where(_R.id == request_id, _R.status == RequestStatus.IN_PROCESS.value)
-        .values(status=terminal.value, finished_at=now, updated_at=now)
+        .values(status=terminal.value, error=error, finished_at=now, updated_at=now)
     )
     if moved.rowcount != 1:
         return None
@@ -379,6 +387,7 @@ async def retry_failed(conn: AsyncConnection, request_id: UUID, *, now: datetime
             .values(
                 failed_images=_R.failed_images - count,
                 status=RequestStatus.IN_PROCESS.value,
+                error=None,
                 finished_at=None,
                 updated_at=now,
             )
