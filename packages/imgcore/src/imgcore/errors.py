@@ -87,9 +87,10 @@ class FetchError(ImgcoreError):
 
     ``reason`` is one of ``http_status``, ``timeout``, ``connect_error``, ``too_large``,
     ``too_many_redirects``, ``blocked_address``, ``not_an_image``, ``invalid_url``,
-    ``protocol_error``. ``url`` is the URL asked for (the message names the hop that
-    failed), ``status`` the HTTP status if one was received, ``attempts`` how many
-    attempts were made and ``retry_after`` the delay the server asked for, in seconds.
+    ``protocol_error``, ``deadline_exceeded`` (the image's deadline passed). ``url`` is the
+    URL asked for (the message names the hop that failed), ``status`` the HTTP status if one
+    was received, ``attempts`` how many attempts were made and ``retry_after`` the delay the
+    server asked for, in seconds.
     """
 
     reason = "fetch_error"

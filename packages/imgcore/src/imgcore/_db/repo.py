@@ -174,7 +174,7 @@ def claim_images(
     conn: sa.Connection, *, owner: str, limit: int, lease: timedelta, now: datetime
 ) -> list[Claim]:
     """Lease up to ``limit`` due images: pending ones, and processing ones whose lease expired."""
-    due = sa.select(_I.id, _I.request_id, _I.url, _I.attempts).where(
+    due = sa.select(_I.id, _I.request_id, _I.url, _I.attempts, _I.started_at).where(
         _I.status.in_((ImageStatus.PENDING.value, ImageStatus.PROCESSING.value)),
         _I.available_at <= now,
     )
@@ -196,7 +196,7 @@ def _lease(
     lease: timedelta,
     now: datetime,
 ) -> list[Claim]:
-    """Lease the locked image ``rows`` (id, request_id, url, attempts) to ``owner``."""
+    """Lease the locked image ``rows`` (id, request_id, url, attempts, started_at) to ``owner``."""
     conn.execute(
         images.update()
         .where(_I.id.in_([row.id for row in rows]))
@@ -216,7 +216,13 @@ def _lease(
         .values(status=RequestStatus.IN_PROCESS.value, updated_at=now)
     )
     return [
-        Claim(id=row.id, request_id=row.request_id, url=row.url, attempts=row.attempts + 1)
+        Claim(
+            id=row.id,
+            request_id=row.request_id,
+            url=row.url,
+            attempts=row.attempts + 1,
+            started_at=row.started_at or now,
+        )
         for row in rows
     ]
 
@@ -376,6 +382,8 @@ async def retry_failed(conn: AsyncConnection, request_id: UUID, *, now: datetime
             available_at=now,
             error=None,
             error_reason=None,
+            # A fresh deadline: it counts from the first claim after the retry.
+            started_at=None,
             finished_at=None,
         )
     )
@@ -841,7 +849,7 @@ def claim_image_ids(
         return []
     rows = (
         conn.execute(
-            sa.select(_I.id, _I.request_id, _I.url, _I.attempts)
+            sa.select(_I.id, _I.request_id, _I.url, _I.attempts, _I.started_at)
             .where(_I.id.in_(list(ids)), _I.status.in_(_UNFINISHED), _I.available_at <= now)
             .order_by(_I.id)
             .with_for_update(skip_locked=True)
