@@ -11,7 +11,15 @@ from typing import Any
 import anyio
 import msgspec
 import pytest
-from imgcore import Config, CsvValidationError, Engine, RequestNotFoundError, WebhookURLError
+from imgcore import (
+    Config,
+    CsvValidationError,
+    Engine,
+    OutOfRangeError,
+    RequestNotFoundError,
+    StorageError,
+    WebhookURLError,
+)
 from imgcore._csvio import iter_products
 from imgcore.states import ImageStatus, RequestStatus
 from support.csvgen import PHOTOS, make_csv, photo_urls
@@ -187,6 +195,67 @@ async def test_unknown_and_malformed_ids_raise_not_found(engine: Engine) -> None
             await engine.status(bad)
         with pytest.raises(RequestNotFoundError):
             await engine.output_csv(bad)
+
+
+@pytest.mark.parametrize(
+    ("call", "name"),
+    [
+        (lambda e, rid: e.snapshot(rid, start=10**20), "start"),
+        (lambda e, rid: e.snapshot(rid, start=-1), "start"),
+        (lambda e, rid: e.snapshot(rid, start=2**31 - 10, limit=100), "limit"),
+        (lambda e, rid: e.products(rid, start=10**20), "start"),
+        (lambda e, rid: e.products(rid, limit=2**63), "limit"),
+        (lambda e, rid: e.thumbnail(rid, 10**20), "image_id"),
+        (lambda e, rid: e.list_requests(offset=10**20), "offset"),
+    ],
+)
+async def test_numbers_out_of_range_raise_a_clear_error_not_an_overflow(
+    engine: Engine, origin: OriginServer, call: Any, name: str
+) -> None:
+    request_id = await engine.submit_csv(make_csv([photo_urls(origin, 1)]))
+    with pytest.raises(OutOfRangeError, match=f"^{name} must be between") as caught:
+        await call(engine, request_id)
+    assert (caught.value.reason, caught.value.name) == ("out_of_range", name)
+    assert isinstance(caught.value, ValueError)
+
+
+async def test_check_storage_probes_once_per_max_age_and_raises_when_it_cannot_write(
+    engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    puts: list[str] = []
+    put = engine.storage.put
+
+    async def counting_put(key: str, data: bytes, *, content_type: str) -> None:
+        puts.append(key)
+        await put(key, data, content_type=content_type)
+
+    monkeypatch.setattr(engine.storage, "put", counting_put)
+    async with anyio.create_task_group() as tg:
+        for _ in range(20):
+            tg.start_soon(engine.check_storage)
+    assert len(puts) == 1 and puts[0].startswith("_probe/")
+    assert not [path for path in (tmp_path / "media").rglob("*") if path.is_file()]
+
+    media = tmp_path / "media"
+    media.rename(tmp_path / "media.away")
+    media.write_bytes(b"not a directory")
+    await engine.check_storage()  # the healthy outcome is still fresh
+    with pytest.raises(StorageError, match="cannot write"):
+        await engine.check_storage(max_age=0)
+    with pytest.raises(StorageError):
+        await engine.check_storage()  # the failure is reused too
+    assert len(puts) == 2
+
+
+async def test_a_request_failed_on_storage_says_so_in_its_error(
+    tmp_path: Path, origin: OriginServer
+) -> None:
+    (tmp_path / "media").write_bytes(b"not a directory")
+    async with Engine(config_for(tmp_path, max_attempts=1)) as engine:
+        request_id = await engine.submit_csv(make_csv([photo_urls(origin, 2)]))
+        info = await run_until_done(engine, request_id)
+    assert info.status is RequestStatus.FAILED
+    assert info.error == "2 of 2 images failed: 2 storage_error (the storage could not be written)"
 
 
 async def test_two_engines_on_one_database_process_each_image_once(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from imgcore.states import ImageStatus, RequestStatus, settle
+from imgcore.states import ImageStatus, RequestStatus, failure_summary, settle
 
 P, IP, C, F = "Pending", "In Process", "Completed", "Failed"
 
@@ -74,3 +74,11 @@ INCONSISTENT_COUNTS = [
 def test_settle_rejects_inconsistent_counts(total: int, done: int, failed: int) -> None:
     with pytest.raises(ValueError, match="inconsistent counts"):
         settle(total, done, failed)
+
+
+def test_failure_summary_counts_reasons_most_first_and_spells_out_storage() -> None:
+    assert failure_summary(5, {}) is None
+    assert failure_summary(5, {"timeout": 0}) is None
+    assert failure_summary(10, {"http_status": 1, "storage_error": 2}) == (
+        "3 of 10 images failed: 2 storage_error (the storage could not be written), 1 http_status"
+    )

@@ -18,6 +18,7 @@ from imgcore import (
     CsvIssue,
     CsvValidationError,
     ImgcoreError,
+    OutOfRangeError,
     RequestNotFoundError,
     WebhookURLError,
 )
@@ -34,6 +35,7 @@ __all__ = [
     "ProblemIssue",
     "documented_header",
     "exception_handlers",
+    "problem_answer",
     "problem_responses",
 ]
 
@@ -113,6 +115,13 @@ def from_imgcore(exc: ImgcoreError) -> ProblemError:
         )
     if isinstance(exc, RequestNotFoundError):
         return ProblemError(404, "no request has this id", reason=exc.reason)
+    if isinstance(exc, OutOfRangeError):
+        return ProblemError(
+            400,
+            exc.message,
+            reason="invalid_parameter",
+            errors=[ProblemIssue(reason="invalid_parameter", message=exc.message)],
+        )
     if isinstance(exc, WebhookURLError):
         return ProblemError(400, exc.message, reason=exc.reason)
     log.error("unexpected imgcore error: %s", exc, exc_info=exc)
@@ -181,6 +190,18 @@ def _handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Respo
         request,
         ProblemError(500, "the server could not complete the request", reason="internal_error"),
     )
+
+
+def problem_answer(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    """The problem document the app's handlers answer ``exc`` with (for routers that answer
+    some errors otherwise, such as the admin pages)."""
+    if isinstance(exc, ProblemError):
+        return _handle_problem(request, exc)
+    if isinstance(exc, ImgcoreError):
+        return _handle_imgcore(request, exc)
+    if isinstance(exc, HTTPException):
+        return _handle_http(request, exc)
+    return _handle_unexpected(request, exc)
 
 
 def exception_handlers() -> ExceptionHandlersMap:

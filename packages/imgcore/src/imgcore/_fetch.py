@@ -182,6 +182,18 @@ def _status_error(response: httpx.Response, url: URL) -> FetchError:
     )
 
 
+def _deadline_error(url: str, errors: list[FetchError], *, in_flight: bool) -> FetchError:
+    attempts = len(errors) + in_flight
+    when = f"during attempt {attempts}" if in_flight else f"before attempt {attempts + 1}"
+    last = f" (last error: {errors[-1]})" if errors else ""
+    return FetchError(
+        f"the image deadline passed {when}{last}: {url}",
+        reason="deadline_exceeded",
+        url=url,
+        attempts=attempts,
+    )
+
+
 def _is_tls_failure(exc: BaseException) -> bool:
     seen: BaseException | None = exc
     while seen is not None:
@@ -240,8 +252,23 @@ class Fetcher:
             client, self._http = self._http, None
             await client.aclose()
 
-    async def fetch(self, url: str) -> FetchedImage:
-        """Download ``url``, retrying transient failures; raises :class:`FetchError`."""
+    async def fetch(self, url: str, *, deadline: float | None = None) -> FetchedImage:
+        """Download ``url``, retrying transient failures; raises :class:`FetchError`.
+
+        ``deadline`` (a :func:`time.monotonic` time) bounds everything — waiting for a slot,
+        each attempt, the backoff between them: past it, or when a retry could not start
+        before it, the download fails with reason ``deadline_exceeded``.
+        """
+        if deadline is None:
+            return await self._fetch(url, None, [])
+        errors: list[FetchError] = []
+        with anyio.move_on_after(deadline - time.monotonic()):
+            return await self._fetch(url, deadline, errors)
+        raise _deadline_error(url, errors, in_flight=True)
+
+    async def _fetch(
+        self, url: str, deadline: float | None, errors: list[FetchError]
+    ) -> FetchedImage:
         started = time.monotonic()
         attempt = 0
         while True:
@@ -252,9 +279,14 @@ class Fetcher:
             except FetchError as exc:
                 exc.url = url
                 exc.attempts = attempt
+                errors.append(exc)
                 if not exc.transient or attempt >= self.options.max_attempts:
                     raise
-                await anyio.sleep(self._backoff(attempt, exc.retry_after))
+                backoff = self._backoff(attempt, exc.retry_after)
+                if deadline is not None and time.monotonic() + backoff >= deadline:
+                    # Waiting would only end in the deadline: say so now, with the cause.
+                    raise _deadline_error(url, errors, in_flight=False) from exc
+                await anyio.sleep(backoff)
                 continue
             return FetchedImage(
                 url=url,

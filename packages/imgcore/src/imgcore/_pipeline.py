@@ -7,7 +7,7 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pluggy
 import sqlalchemy as sa
@@ -62,6 +62,11 @@ class Pipeline:
         self.owner = owner
         self.on_settled = on_settled
 
+    def deadline(self, claim: Claim) -> datetime:
+        """When the claimed image must have ended: its first claim plus the image deadline."""
+        first = claim.started_at or utcnow()
+        return first + timedelta(seconds=self.config.image_deadline)
+
     async def process(self, claim: Claim) -> None:
         """Take one claimed image to its next state; never raises for a bad image."""
         started = time.perf_counter()
@@ -69,23 +74,33 @@ class Pipeline:
             # Claimed this often without ending: it crashed its workers (or they were killed).
             await self._fail(claim, "too_many_attempts", "gave up after repeated crashes", started)
             return
+        deadline = self.deadline(claim)
+        left = (deadline - utcnow()).total_seconds()
+        if left <= 0:
+            # Its time ran out between attempts: a restart, a queue, a lease taken over.
+            message = (
+                f"the image deadline of {self.config.image_deadline:g} s passed "
+                f"before attempt {claim.attempts}"
+            )
+            await self._fail(claim, "deadline_exceeded", message, started)
+            return
         try:
-            fetched = await self.fetcher.fetch(claim.url)
+            fetched = await self.fetcher.fetch(claim.url, deadline=time.monotonic() + left)
         except FetchError as exc:
-            await self._error(claim, exc.reason, str(exc), exc.transient, started)
+            await self._error(claim, exc.reason, str(exc), exc.transient, deadline, started)
             return
         try:
             image = await self.compressor(fetched.data)
         except ImageError as exc:
             # A dead worker may be the OOM killer rather than this image: worth another try.
             transient = exc.reason == "worker_crashed"
-            await self._error(claim, exc.reason, str(exc), transient, started)
+            await self._error(claim, exc.reason, str(exc), transient, deadline, started)
             return
         key = storage_key(claim, image.extension)
         try:
             await self.storage.put(key, image.data, content_type=image.media_type)
         except StorageError as exc:
-            await self._error(claim, exc.reason, str(exc), exc.transient, started)
+            await self._error(claim, exc.reason, str(exc), exc.transient, deadline, started)
             return
         result = ImageResult(
             status=ImageStatus.DONE,
@@ -102,13 +117,27 @@ class Pipeline:
         await self._finish(claim, result, started)
 
     async def _error(
-        self, claim: Claim, reason: str, message: str, transient: bool, started: float
+        self,
+        claim: Claim,
+        reason: str,
+        message: str,
+        transient: bool,
+        deadline: datetime,
+        started: float,
     ) -> None:
         if not transient or claim.attempts >= self.config.max_attempts:
             await self._fail(claim, reason, message, started)
             return
         delay = min(60.0, 2.0**claim.attempts) * (0.5 + random.random() / 2)
         at = utcnow() + timedelta(seconds=delay)
+        if at >= deadline:
+            # The retry could not start in time: end now, with the error that was the cause.
+            message = (
+                f"the image deadline of {self.config.image_deadline:g} s passes before "
+                f"attempt {claim.attempts + 1}; last error ({reason}): {message}"
+            )
+            await self._fail(claim, "deadline_exceeded", message, started)
+            return
         await self.database.write(
             lambda conn: images.defer_image(
                 conn, claim, owner=self.owner, at=at, error_reason=reason, error=message

@@ -126,6 +126,15 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     max_attempts: Annotated[
         int, _doc("Processing attempts per image before it fails (crashes count too)", ge=1)
     ] = 5
+    image_deadline: Annotated[
+        float,
+        _doc(
+            "Seconds an image may take from its first attempt, over every download and "
+            "processing attempt, retries, waits and restarts included; then it fails as "
+            "deadline_exceeded",
+            gt=0,
+        ),
+    ] = 120.0
     api_url: Annotated[
         str,
         _doc("Base URL of the HTTP API, for the links in webhook payloads"),

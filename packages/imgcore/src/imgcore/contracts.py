@@ -45,6 +45,9 @@ class Claim(msgspec.Struct, frozen=True, kw_only=True):
     request_id: UUID
     url: str
     attempts: int
+    started_at: datetime | None = None
+    """When the image was first claimed (kept across attempts and restarts): its deadline,
+    ``IMGCORE_IMAGE_DEADLINE``, counts from here. ``None``: from now."""
 
 
 class Settlement(msgspec.Struct, frozen=True, kw_only=True):

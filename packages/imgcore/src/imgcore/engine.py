@@ -6,6 +6,7 @@ import logging
 import os
 import socket
 import tempfile
+import time
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Sequence
 from contextlib import asynccontextmanager
@@ -36,11 +37,18 @@ from imgcore._thumbnails import Thumbnails
 from imgcore._work import LeasedWork
 from imgcore.config import Config, ConfigError
 from imgcore.contracts import Executor, Notifier, Storage, Work
-from imgcore.errors import ImageNotFoundError, RequestNotFoundError
+from imgcore.errors import ImageNotFoundError, OutOfRangeError, RequestNotFoundError, StorageError
 from imgcore.models import DeliveryInfo, ProductInfo, ProductProgress, RequestInfo, output_url
 from imgcore.states import ImageStatus
 
-__all__ = ["Engine", "ImageNotFoundError", "RequestNotFoundError"]
+__all__ = [
+    "MAX_ID",
+    "MAX_POSITION",
+    "PROBE_PREFIX",
+    "Engine",
+    "ImageNotFoundError",
+    "RequestNotFoundError",
+]
 
 log = logging.getLogger("imgcore.engine")
 
@@ -58,6 +66,13 @@ SPOOL_IN_MEMORY = 8 * 1024 * 1024
 OUTPUT_PAGE = 1000
 # Pages up to this many products are short reads (see Database.read): a few milliseconds.
 SHORT_PAGE = 100
+MAX_POSITION = 2**31 - 1
+"""The largest product position a page may reach (``start + limit``): positions are 32-bit
+integers in PostgreSQL and MariaDB."""
+MAX_ID = 2**63 - 1
+"""The largest image id and row offset: 64-bit integers in every database."""
+PROBE_PREFIX = "_probe/"
+"""Storage keys under this prefix are :meth:`Engine.check_storage`'s probes, never images."""
 
 
 def _worker_name() -> str:
@@ -138,6 +153,10 @@ class Engine:
             )
         self.executor: Executor = executor
         self.thumbnails = Thumbnails(self.database, self.storage)
+        self._probe_key = f"{PROBE_PREFIX}{uuid.uuid4().hex}"
+        self._probe_lock = anyio.Lock()
+        self._probed_at = -float("inf")
+        self._probe_error: StorageError | None = None
         self._started = False
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -316,8 +335,10 @@ class Engine:
         Raises :class:`RequestNotFoundError`. This is what a status endpoint serves, polled
         often, so it is one read instead of three (on SQLite, on the event loop for pages of
         up to 100 products, else one trip to a worker thread), of only the columns it shows.
-        :meth:`products` reads everything recorded about each image.
+        :meth:`products` reads everything recorded about each image. Raises
+        :class:`OutOfRangeError` when ``start + limit`` passes :data:`MAX_POSITION`.
         """
+        _check_page(start, limit)
         rid = _as_uuid(request_id)
 
         def read(
@@ -339,7 +360,11 @@ class Engine:
     async def products(
         self, request_id: UUID | str, *, start: int = 0, limit: int = 100
     ) -> list[ProductInfo]:
-        """Products ``start`` … ``start+limit-1`` of a request with their images' output URLs."""
+        """Products ``start`` … ``start+limit-1`` of a request with their images' output URLs.
+
+        Raises :class:`OutOfRangeError` when ``start + limit`` passes :data:`MAX_POSITION`.
+        """
+        _check_page(start, limit)
         rid = _as_uuid(request_id)
         page = await self.database.read(
             lambda conn: queries.read_product_page(conn, rid, start=start, limit=limit),
@@ -409,8 +434,10 @@ class Engine:
         """A done image's thumbnail (JPEG within 256 x 256 pixels), made from its stored output
         the first time it is asked for, then stored beside it.
 
-        Raises :class:`ImageNotFoundError` unless the request has a done image ``image_id``.
+        Raises :class:`ImageNotFoundError` unless the request has a done image ``image_id``,
+        :class:`OutOfRangeError` for an id no database can hold.
         """
+        _check_range("image_id", image_id, 1, MAX_ID)
         rid = _as_uuid(request_id)
         data = await self.thumbnails.get(rid, image_id)
         if data is None:
@@ -427,7 +454,13 @@ class Engine:
         return self.storage.path_for(key)
 
     async def list_requests(self, **filters: Any) -> tuple[list[RequestInfo], int]:
-        """Requests newest first (see :func:`imgcore._db.requests.list_requests` for filters)."""
+        """Requests newest first (see :func:`imgcore._db.requests.list_requests` for filters).
+
+        Raises :class:`OutOfRangeError` for a ``limit`` or ``offset`` outside 0 … :data:`MAX_ID`.
+        """
+        for name in ("limit", "offset"):
+            if name in filters:
+                _check_range(name, filters[name], 0, MAX_ID)
         return await self.database.read(partial(queries.list_requests, **filters))
 
     async def wait(self, request_id: UUID | str, *, interval: float = 0.2) -> RequestInfo:
@@ -439,6 +472,37 @@ class Engine:
             await anyio.sleep(interval)
 
     # -- operating ------------------------------------------------------------------------------
+
+    async def check_storage(self, *, max_age: float = 5.0, probe_seconds: float = 2.0) -> None:
+        """Raise :class:`StorageError` unless a small object can be written to the storage and
+        deleted again (under :data:`PROBE_PREFIX`).
+
+        The outcome is reused for ``max_age`` seconds and concurrent calls share one probe,
+        so a readiness endpoint polled hard costs the storage one write per ``max_age``. A
+        probe taking longer than ``probe_seconds`` fails (and that failure is reused too, so a
+        hanging storage is not asked again by every caller).
+        """
+        async with self._probe_lock:
+            if time.monotonic() - self._probed_at >= max_age:
+                self._probe_error = await self._probe_storage(probe_seconds)
+                self._probed_at = time.monotonic()
+            error = self._probe_error
+        if error is not None:
+            raise StorageError(error.message, transient=error.transient)
+
+    async def _probe_storage(self, seconds: float) -> StorageError | None:
+        try:
+            with anyio.fail_after(seconds):
+                await self.storage.put(self._probe_key, b"ok", content_type="text/plain")
+                await self.storage.delete(self._probe_key)
+        except TimeoutError:
+            return StorageError(f"the storage did not answer within {seconds} s")
+        except StorageError as exc:
+            return exc
+        except Exception as exc:
+            # Whatever a storage plugin raises means the same here: images cannot be stored.
+            return StorageError(f"the storage failed: {exc!r}")
+        return None
 
     async def retry_failed(self, request_id: UUID | str) -> int:
         """Queue a request's failed images again; returns how many."""
@@ -467,6 +531,18 @@ async def _start_executor(
     executor: Executor, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
 ) -> None:
     await executor.run(task_status=task_status)
+
+
+def _check_range(name: str, value: int, low: int, high: int) -> None:
+    # A clear error here instead of the driver's OverflowError (or a 32-bit overflow on
+    # PostgreSQL) deep in a query.
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise OutOfRangeError(name, value, low, high)
+
+
+def _check_page(start: int, limit: int) -> None:
+    _check_range("start", start, 0, MAX_POSITION)
+    _check_range("limit", limit, 0, MAX_POSITION - start)
 
 
 def _as_uuid(value: UUID | str) -> UUID:

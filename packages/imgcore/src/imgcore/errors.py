@@ -7,6 +7,7 @@ __all__ = [
     "FetchError",
     "ImageNotFoundError",
     "ImgcoreError",
+    "OutOfRangeError",
     "RequestNotFoundError",
     "StorageError",
     "WebhookURLError",
@@ -62,14 +63,34 @@ class ImageNotFoundError(RequestNotFoundError):
         self.image_id = image_id
 
 
+class OutOfRangeError(ImgcoreError, ValueError):
+    """A number passed to the library (a page start, a limit, an id) is outside what it accepts.
+
+    ``name`` is the argument, ``value`` what was passed, ``low`` and ``high`` the bounds.
+    """
+
+    reason = "out_of_range"
+
+    def __init__(self, name: str, value: int, low: int, high: int) -> None:
+        super().__init__(f"{name} must be between {low} and {high}, not {value}")
+        self.name = name
+        self.value = value
+        self.low = low
+        self.high = high
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (self.__class__, (self.name, self.value, self.low, self.high))
+
+
 class FetchError(ImgcoreError):
     """A download that failed; ``transient`` says whether trying again may help.
 
     ``reason`` is one of ``http_status``, ``timeout``, ``connect_error``, ``too_large``,
     ``too_many_redirects``, ``blocked_address``, ``not_an_image``, ``invalid_url``,
-    ``protocol_error``. ``url`` is the URL asked for (the message names the hop that
-    failed), ``status`` the HTTP status if one was received, ``attempts`` how many
-    attempts were made and ``retry_after`` the delay the server asked for, in seconds.
+    ``protocol_error``, ``deadline_exceeded`` (the image's deadline passed). ``url`` is the
+    URL asked for (the message names the hop that failed), ``status`` the HTTP status if one
+    was received, ``attempts`` how many attempts were made and ``retry_after`` the delay the
+    server asked for, in seconds.
     """
 
     reason = "fetch_error"

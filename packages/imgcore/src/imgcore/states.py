@@ -7,9 +7,16 @@ are conditional updates in the database (a status changes only from the one expe
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import StrEnum
 
-__all__ = ["ImageStatus", "RequestStatus", "settle"]
+__all__ = ["ImageStatus", "RequestStatus", "failure_summary", "settle"]
+
+# Failures whose cause is the service's, not the image's: said in words on the request.
+_EXPLAINED = {
+    "storage_error": "the storage could not be written",
+    "deadline_exceeded": "not finished before the image deadline",
+}
 
 
 class RequestStatus(StrEnum):
@@ -51,3 +58,20 @@ def settle(total: int, done: int, failed: int) -> RequestStatus | None:
     if done + failed < total:
         return None
     return RequestStatus.COMPLETED if done > 0 else RequestStatus.FAILED
+
+
+def failure_summary(total: int, failed: Mapping[str, int]) -> str | None:
+    """A request's ``error``: how many of its ``total`` images failed, by reason (most first).
+
+    ``None`` when none failed. Reasons that point at the service rather than the image
+    (``storage_error``) are spelt out, so a status reader sees that storage failed.
+    """
+    count = sum(failed.values())
+    if count == 0:
+        return None
+    parts = [
+        f"{n} {reason} ({_EXPLAINED[reason]})" if reason in _EXPLAINED else f"{n} {reason}"
+        for reason, n in sorted(failed.items(), key=lambda item: (-item[1], item[0]))
+        if n
+    ]
+    return f"{count} of {total} images failed: {', '.join(parts)}"

@@ -15,15 +15,18 @@ from imgcore import (
     Engine,
     ImageError,
     ImageNotFoundError,
+    OutOfRangeError,
     RequestInfo,
     RequestNotFoundError,
     RequestStatus,
     StorageError,
 )
+from imgcore.engine import MAX_ID
 from litestar import Request, Response, get, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency
-from litestar.params import FromPath, QueryParameter
+from litestar.exceptions import ValidationException
+from litestar.params import FromPath, Parameter, QueryParameter
 from litestar.response import Redirect, Stream, Template
 from litestar.types import ExceptionHandlersMap
 
@@ -36,7 +39,9 @@ from imgapi.admin.security import (
     csrf_token,
     safe_next,
 )
+from imgapi.problems import problem_answer
 from imgapi.routes.status import (
+    MAX_PAGE,
     MAX_PER_PAGE,
     StatusOut,
     output_csv_download,
@@ -149,7 +154,7 @@ async def requests_list(
     engine: NamedDependency[Engine],
     status: Annotated[str, QueryParameter(required=False)] = "",
     q: Annotated[str, QueryParameter(required=False, max_length=200)] = "",
-    page: Annotated[int, QueryParameter(ge=1)] = 1,
+    page: Annotated[int, QueryParameter(ge=1, le=MAX_PAGE)] = 1,
 ) -> Template:
     """Requests, newest first, filtered by status and searched by id or product name."""
     statuses = [s.value for s in RequestStatus]
@@ -184,7 +189,7 @@ async def request_detail(
     request: AnyRequest,
     request_id: FromPath[str],
     engine: NamedDependency[Engine],
-    page: Annotated[int, QueryParameter(ge=1)] = 1,
+    page: Annotated[int, QueryParameter(ge=1, le=MAX_PAGE)] = 1,
 ) -> Template:
     """One request: its products and images (with thumbnails) and its webhook deliveries."""
     info = await engine.status(request_id)
@@ -208,7 +213,9 @@ async def request_detail(
 
 @get("/requests/{request_id:uuid}/thumbs/{image_id:int}", media_type="image/jpeg")
 async def thumbnail(
-    request_id: FromPath[UUID], image_id: FromPath[int], engine: NamedDependency[Engine]
+    request_id: FromPath[UUID],
+    image_id: Annotated[int, Parameter(ge=1, le=MAX_ID)],
+    engine: NamedDependency[Engine],
 ) -> Response[bytes]:
     """A done image's thumbnail (made from its output the first time, then stored)."""
     try:
@@ -229,7 +236,7 @@ async def status_json(
     request_id: FromPath[str],
     runtime: NamedDependency[Runtime],
     engine: NamedDependency[Engine],
-    page: Annotated[int, QueryParameter(ge=1)] = 1,
+    page: Annotated[int, QueryParameter(ge=1, le=MAX_PAGE)] = 1,
     per_page: Annotated[int, QueryParameter(ge=1, le=MAX_PER_PAGE)] = 100,
 ) -> Response[StatusOut]:
     """The status document of ``GET /status/{id}``, for a logged-in admin (no API key)."""
@@ -333,12 +340,22 @@ def _not_found(request: AnyRequest, _: RequestNotFoundError) -> Response[Any]:
     )
 
 
+def _bad_request(request: AnyRequest, exc: ValidationException | OutOfRangeError) -> Response[Any]:
+    if request.url.path.endswith("/status.json"):
+        # The JSON twin of GET /status/{id} answers as that route does.
+        return problem_answer(request, exc)
+    message = "This address has a parameter out of range (a page number too large?)."
+    return _render(request, "error.html", status_code=400, title="Bad request", message=message)
+
+
 def exception_handlers() -> ExceptionHandlersMap:
-    """The admin router's handlers: login redirect, 403 for CSRF, HTML 404."""
+    """The admin router's handlers: login redirect, 403 for CSRF, HTML 400 and 404."""
     return {
         LoginRequiredError: _login_redirect,
         CsrfError: _csrf_refused,
         RequestNotFoundError: _not_found,
+        ValidationException: _bad_request,
+        OutOfRangeError: _bad_request,
     }
 
 

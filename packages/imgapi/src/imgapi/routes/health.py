@@ -6,6 +6,7 @@ import logging
 
 import anyio
 import msgspec
+from imgcore.errors import StorageError
 from imgcore.states import RequestStatus
 from litestar import Response, get
 from litestar.di import NamedDependency
@@ -17,6 +18,8 @@ from imgapi.runtime import Runtime
 __all__ = ["Health", "healthz", "metrics", "readyz"]
 
 PROBE_TIMEOUT = 2.0
+#: A storage probe's outcome is reused this long: probes cannot be used to hammer the storage.
+STORAGE_PROBE_MAX_AGE = 5.0
 
 log = logging.getLogger("imgapi.health")
 
@@ -43,11 +46,12 @@ async def healthz(runtime: NamedDependency[Runtime]) -> Health:
 @get(
     "/readyz",
     responses=problem_responses(503),
-    summary="Readiness: the database answers",
+    summary="Readiness: the database answers and the storage can be written",
     tags=["operations"],
 )
 async def readyz(runtime: NamedDependency[Runtime]) -> Health:
-    """Ready when a trivial read succeeds within two seconds and the executor runs.
+    """Ready when the executor runs, a trivial read succeeds within two seconds, and a probe
+    object can be written to the storage and deleted (checked at most every few seconds).
 
     A read takes no lock: another process holding the SQLite write lock does not delay it.
     """
@@ -61,6 +65,14 @@ async def readyz(runtime: NamedDependency[Runtime]) -> Health:
         log.warning("readiness: database unreachable: %s", exc)
         raise ProblemError(
             503, "the database does not answer", reason="database_unavailable"
+        ) from None
+    try:
+        await engine.check_storage(max_age=STORAGE_PROBE_MAX_AGE, probe_seconds=PROBE_TIMEOUT)
+    except StorageError as exc:
+        # The cause stays in the log: an open probe need not describe the server's disks.
+        log.warning("readiness: storage cannot be written: %s", exc)
+        raise ProblemError(
+            503, "the storage cannot be written", reason="storage_unavailable"
         ) from None
     return Health(status="ready")
 

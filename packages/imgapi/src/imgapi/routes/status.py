@@ -11,7 +11,7 @@ from urllib.parse import urlencode
 from uuid import UUID
 
 import msgspec
-from imgcore.engine import Engine
+from imgcore.engine import MAX_POSITION, Engine
 from imgcore.models import DeliveryInfo, ImageProgress, ProductProgress, RequestInfo
 from litestar import Request, Response, get
 from litestar.di import NamedDependency
@@ -23,6 +23,8 @@ from imgapi.problems import problem_responses
 from imgapi.runtime import Runtime
 
 __all__ = [
+    "MAX_PAGE",
+    "MAX_PER_PAGE",
     "DeliveryOut",
     "ImageOut",
     "PageOut",
@@ -35,6 +37,9 @@ __all__ = [
 ]
 
 MAX_PER_PAGE = 1000
+#: Any page of any size stays within the positions a database holds: larger page numbers
+#: are a 400, not an overflow in the query.
+MAX_PAGE = MAX_POSITION // MAX_PER_PAGE
 
 
 class ImageOut(msgspec.Struct, frozen=True, kw_only=True):
@@ -193,8 +198,9 @@ def _status_document(
     responses=problem_responses(400, 401, 404),
     summary="A request's status, progress and products",
     description=(
-        "Products are paged (`page` from 1, `per_page` up to 1000); `page.next` is the URL of "
-        "the next page. Unknown and malformed ids answer 404."
+        "Products are paged (`page` from 1 up to 2147483, `per_page` up to 1000); `page.next` "
+        "is the URL of the next page. Unknown and malformed ids answer 404; out-of-range "
+        "`page` or `per_page` 400."
     ),
     tags=["requests"],
 )
@@ -203,7 +209,9 @@ async def status(
     request_id: FromPath[str],
     runtime: NamedDependency[Runtime],
     engine: NamedDependency[Engine],
-    page: Annotated[int, QueryParameter(ge=1, description="Page of products, from 1")] = 1,
+    page: Annotated[
+        int, QueryParameter(ge=1, le=MAX_PAGE, description="Page of products, from 1")
+    ] = 1,
     per_page: Annotated[
         int, QueryParameter(ge=1, le=MAX_PER_PAGE, description="Products per page")
     ] = 100,

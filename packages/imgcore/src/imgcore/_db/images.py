@@ -19,7 +19,7 @@ import sqlalchemy as sa
 
 from imgcore._db.tables import images, requests
 from imgcore.contracts import Claim, Settlement
-from imgcore.states import ImageStatus, RequestStatus, settle
+from imgcore.states import ImageStatus, RequestStatus, failure_summary, settle
 
 _I = images.c
 _R = requests.c
@@ -60,7 +60,7 @@ def claim_images(
     conn: sa.Connection, *, owner: str, limit: int, lease: timedelta, now: datetime
 ) -> list[Claim]:
     """Lease up to ``limit`` due images: pending ones, and processing ones whose lease expired."""
-    due = sa.select(_I.id, _I.request_id, _I.url, _I.attempts).where(
+    due = sa.select(_I.id, _I.request_id, _I.url, _I.attempts, _I.started_at).where(
         _I.status.in_((ImageStatus.PENDING.value, ImageStatus.PROCESSING.value)),
         _I.available_at <= now,
     )
@@ -82,7 +82,7 @@ def _lease(
     lease: timedelta,
     now: datetime,
 ) -> list[Claim]:
-    """Lease the locked image ``rows`` (id, request_id, url, attempts) to ``owner``."""
+    """Lease the locked image ``rows`` (id, request_id, url, attempts, started_at) to ``owner``."""
     conn.execute(
         images.update()
         .where(_I.id.in_([row.id for row in rows]))
@@ -102,7 +102,13 @@ def _lease(
         .values(status=RequestStatus.IN_PROCESS.value, updated_at=now)
     )
     return [
-        Claim(id=row.id, request_id=row.request_id, url=row.url, attempts=row.attempts + 1)
+        Claim(
+            id=row.id,
+            request_id=row.request_id,
+            url=row.url,
+            attempts=row.attempts + 1,
+            started_at=row.started_at or now,
+        )
         for row in rows
     ]
 
@@ -181,10 +187,18 @@ def _settle(conn: sa.Connection, request_id: UUID, *, now: datetime) -> Settleme
     terminal = settle(row.total_images, row.done_images, row.failed_images)
     if terminal is None or row.status != RequestStatus.IN_PROCESS.value:
         return None
+    error = None
+    if row.failed_images:
+        failed = conn.execute(
+            sa.select(_I.error_reason, sa.func.count())
+            .where(_I.request_id == request_id, _I.status == ImageStatus.FAILED.value)
+            .group_by(_I.error_reason)
+        ).all()
+        error = failure_summary(row.total_images, {r or "error": n for r, n in failed})
     moved = conn.execute(
         requests.update()
         .where(_R.id == request_id, _R.status == RequestStatus.IN_PROCESS.value)
-        .values(status=terminal.value, finished_at=now, updated_at=now)
+        .values(status=terminal.value, error=error, finished_at=now, updated_at=now)
     )
     if moved.rowcount != 1:
         return None
@@ -256,7 +270,7 @@ def claim_image_ids(
         return []
     rows = (
         conn.execute(
-            sa.select(_I.id, _I.request_id, _I.url, _I.attempts)
+            sa.select(_I.id, _I.request_id, _I.url, _I.attempts, _I.started_at)
             .where(_I.id.in_(list(ids)), _I.status.in_(_UNFINISHED), _I.available_at <= now)
             .order_by(_I.id)
             .with_for_update(skip_locked=True)

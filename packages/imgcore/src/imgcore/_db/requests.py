@@ -339,6 +339,8 @@ def retry_failed(conn: sa.Connection, request_id: UUID, *, now: datetime) -> int
             available_at=now,
             error=None,
             error_reason=None,
+            # A fresh deadline: it counts from the first claim after the retry.
+            started_at=None,
             finished_at=None,
         )
     )
@@ -350,6 +352,7 @@ def retry_failed(conn: sa.Connection, request_id: UUID, *, now: datetime) -> int
             .values(
                 failed_images=_R.failed_images - count,
                 status=RequestStatus.IN_PROCESS.value,
+                error=None,
                 finished_at=None,
                 updated_at=now,
             )
