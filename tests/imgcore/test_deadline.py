@@ -35,11 +35,11 @@ def config_for(tmp_path: Path, **changes: Any) -> Config:
 
 
 async def image_rows(engine: Engine, request_id: Any) -> list[Any]:
-    async with engine.db.connect() as conn:
-        result = await conn.execute(
-            sa.select(images).where(images.c.request_id == request_id).order_by(images.c.id)
-        )
-        return list(result.all())
+    def read(conn: sa.Connection) -> list[Any]:
+        query = sa.select(images).where(images.c.request_id == request_id).order_by(images.c.id)
+        return list(conn.execute(query).all())
+
+    return await engine.database.read(read)
 
 
 # -- one download ---------------------------------------------------------------------------------
@@ -141,10 +141,12 @@ async def test_an_image_past_its_deadline_when_claimed_fails_without_a_download(
     config = config_for(tmp_path, image_deadline=1.0)
     async with Engine(config) as engine:
         request_id = await engine.submit_csv(make_csv([[origin.url(f"/corpus/{PHOTO}")]]))
-        async with engine.db.begin() as conn:  # as if first claimed a minute ago, then lost
-            await conn.execute(
+        # As if first claimed a minute ago, then lost.
+        await engine.database.write(
+            lambda conn: conn.execute(
                 images.update().values(started_at=sa.func.datetime("now", "-60 seconds"))
             )
+        )
         async with engine.running():
             with anyio.fail_after(10):
                 info = await engine.wait(request_id, interval=0.05)
@@ -166,8 +168,10 @@ async def test_an_operator_retry_gets_a_fresh_deadline(
         with anyio.fail_after(10):
             await engine.wait(request_id, interval=0.05)
         assert (await engine.status(request_id)).failed == 1
-        async with engine.db.begin() as conn:  # the origin got faster: a longer deadline
-            await conn.execute(images.update().values(url=origin.url(f"/corpus/{PHOTO}")))
+        # The origin got faster: a longer deadline.
+        await engine.database.write(
+            lambda conn: conn.execute(images.update().values(url=origin.url(f"/corpus/{PHOTO}")))
+        )
         assert await engine.retry_failed(request_id) == 1
         with anyio.fail_after(10):
             info = await engine.wait(request_id, interval=0.05)
