@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import anyio
@@ -129,3 +131,20 @@ async def test_a_codec_that_segfaults_kills_only_its_worker_and_the_pool_recover
         assert again.data.endswith(JPEG)
     finally:
         compressor.close()
+
+
+def test_imgcore_plugins_lists_the_codecs_and_marks_the_one_in_use() -> None:
+    env = {**os.environ, "IMGCORE_CODEC": "pillow"}
+    done = subprocess.run(
+        [sys.executable, "-m", "imgcore.cli", "plugins"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
+    lines = done.stdout.splitlines()
+    assert "pillow builtin: imgcore_codecs" in lines
+    assert (
+        "* pillow (plugin pillow) reads AVIF BMP GIF JPEG PNG TIFF WEBP, writes AVIF JPEG WEBP"
+        in lines
+    )

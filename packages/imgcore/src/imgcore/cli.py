@@ -182,15 +182,16 @@ def _plugins() -> int:
         kind = "builtin" if info.builtin else (info.version or "")
         out.print(f"{info.name} [dim]{kind}[/dim]: {', '.join(info.hooks)}")
     codecs = installed_codecs(pm)
+    chosen = select_codecs(pm, Config.from_env().codec)[0].name if codecs else None
     if codecs:
-        chosen = select_codecs(pm, Config.from_env().codec)[0].name
-        out.print("codecs (* = IMGCORE_CODEC's choice):")
+        out.print("codecs (* in use, IMGCORE_CODEC picks another):")
     for codec in codecs:
         spec = codec.spec
         mark = "*" if spec.name == chosen else " "
         out.print(
-            f"{mark} {spec.name} [dim]({codec.plugin})[/dim]: "
-            f"in {', '.join(sorted(spec.formats))}; out {', '.join(sorted(spec.outputs))}"
+            f"{mark} {spec.name} [dim](plugin {codec.plugin})[/dim] reads "
+            f"{' '.join(sorted(spec.formats))}, writes {' '.join(sorted(spec.outputs))}",
+            soft_wrap=True,
         )
     return 0
 
