@@ -58,3 +58,16 @@ class EchoPlugin:
     @hookimpl
     def imgcore_codecs(self) -> list[CodecSpec]:
         return [ECHO]
+
+
+def broken_factory() -> EchoCodec:
+    """A codec whose library is missing."""
+    raise OSError("libecho.so: cannot open shared object file")
+
+
+BROKEN = CodecSpec(
+    name="broken",
+    factory=broken_factory,
+    formats=frozenset({"JPEG"}),
+    outputs=frozenset({"JPEG"}),
+)

@@ -16,7 +16,7 @@ from imgcore._plugins import create_plugin_manager
 from imgcore.config import Config, ConfigError
 from imgcore.contracts import Codec, CompressOptions
 from imgcore.errors import ImageError, UnsupportedImageError
-from support.codecs import CRASH, ECHO, EchoPlugin
+from support.codecs import BROKEN, CRASH, ECHO, EchoPlugin
 
 pytestmark = pytest.mark.anyio
 
@@ -148,3 +148,12 @@ def test_imgcore_plugins_lists_the_codecs_and_marks_the_one_in_use() -> None:
         "* pillow (plugin pillow) reads AVIF BMP GIF JPEG PNG TIFF WEBP, writes AVIF JPEG WEBP"
         in lines
     )
+
+
+async def test_a_codec_that_cannot_be_built_fails_images_with_an_image_error() -> None:
+    compressor = Compressor(CompressOptions(), workers=1, mode="process", codecs=(BROKEN,))
+    try:
+        with pytest.raises(ImageError, match="codec 'broken' could not be built: libecho"):
+            await compressor(JPEG)
+    finally:
+        compressor.close()

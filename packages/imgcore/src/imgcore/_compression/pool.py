@@ -41,7 +41,14 @@ class _Codecs:
         index = for_image(self.specs, sniff_format(data), options.format)
         codec = self._built.get(index)
         if codec is None:
-            codec = self._built[index] = self.specs[index].factory()
+            spec = self.specs[index]
+            try:
+                codec = spec.factory()
+            # A codec whose library cannot load fails its images with a message that says
+            # so, instead of an unexpected exception type from deep inside a worker.
+            except Exception as exc:
+                raise ImageError(f"codec {spec.name!r} could not be built: {exc}") from exc
+            self._built[index] = codec
         return codec.compress(data, options)
 
 
