@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from imgcore._codecs import installed_codecs
 from imgcore._codecs.pillow import PILLOW
 from imgcore._plugins import create_plugin_manager
@@ -39,7 +41,16 @@ from imgcore.errors import (
     UnsupportedImageError,
 )
 from PIL import Image, ImageChops, ImageStat
-from support.images import animated, bomb_png, decode, encode, exif, halves, srgb_icc
+from support.images import (
+    animated,
+    bomb_png,
+    decode,
+    encode,
+    exif,
+    halves,
+    srgb_icc,
+    text_bomb_png,
+)
 
 SAME_SIZE_MAD = 1.0
 """Largest mean absolute difference from Pillow's output at the source's size."""
@@ -281,6 +292,51 @@ except DecompressionBombError as exc:
         [sys.executable, "-c", script], capture_output=True, text=True, cwd=tests, timeout=60
     )
     assert done.stdout.strip() == "decompression_bomb", done.stderr
+
+
+def test_a_png_text_bomb_is_refused_or_never_inflated(spec: CodecSpec) -> None:
+    # Pillow inflates text chunks and refuses the bomb; libvips never inflates them. Either
+    # is safe: what must not happen is the text reaching the output.
+    try:
+        result = run(spec, text_bomb_png(64 * 1024 * 1024))
+    except DecompressionBombError:
+        return  # refused
+    assert result.output_bytes < 10_000 and "comment" not in decode(result.data).info
+
+
+_SMALL: dict[str, bytes] = {}
+
+
+def small_images() -> dict[str, bytes]:
+    if not _SMALL:
+        im = Image.effect_noise((32, 24), 60).convert("RGB")
+        for fmt in ("JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF"):
+            _SMALL[fmt] = encode(im, fmt)
+    return _SMALL
+
+
+@pytest.mark.parametrize("spec_name", [spec.name for spec in CODECS])
+@settings(max_examples=60, deadline=None)
+@given(
+    fmt=st.sampled_from(["JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF"]),
+    edits=st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 255)), min_size=1, max_size=8),
+    cut=st.integers(0, 10_000),
+)
+def test_damaged_images_raise_only_image_errors(
+    spec_name: str, fmt: str, edits: list[tuple[int, int]], cut: int
+) -> None:
+    [spec] = [spec for spec in CODECS if spec.name == spec_name]
+    if fmt not in spec.formats:
+        return
+    source = bytearray(small_images()[fmt])
+    for position, value in edits:
+        source[position % len(source)] = value
+    damaged = bytes(source[: max(cut % (len(source) + 1), 1)])
+    try:
+        result = spec.factory().compress(damaged, CompressOptions())
+    except ImageError:
+        return
+    assert sniff_format(result.data) == "JPEG"
 
 
 def test_a_truncated_jpeg_is_corrupt(spec: CodecSpec, corpus_dir: Path) -> None:
