@@ -7,6 +7,7 @@ markers.
 from __future__ import annotations
 
 import struct
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -41,6 +42,7 @@ __all__ = [
     "fit_size",
     "image_key",
     "jpeg_has_nothing_to_strip",
+    "png_metadata_bomb",
     "safe_key",
     "sniff_format",
 ]
@@ -334,6 +336,11 @@ _HARMLESS_JPEG_SEGMENTS: Final = ((0xE0, b"JFIF\0"), (0xE2, b"ICC_PROFILE\0"), (
 _SOS, _EOI, _COM = 0xDA, 0xD9, 0xFE
 _STANDALONE_MARKERS: Final = frozenset({0x01, 0xD8, *range(0xD0, 0xD8)})
 
+PNG_MAX_TEXT_CHUNK: Final = 1024 * 1024
+"""Most bytes one compressed PNG metadata chunk may inflate to (as Pillow's ``MAX_TEXT_CHUNK``)."""
+PNG_MAX_TEXT_MEMORY: Final = 64 * PNG_MAX_TEXT_CHUNK
+"""Most bytes all of a PNG's compressed metadata chunks may inflate to (``MAX_TEXT_MEMORY``)."""
+
 
 class CompressOptions(msgspec.Struct, frozen=True, kw_only=True):
     """How a codec encodes; values are checked when the options are built."""
@@ -538,4 +545,38 @@ def jpeg_has_nothing_to_strip(data: bytes) -> bool:
             ):
                 return False
         i += 2 + length
+    return False
+
+
+def png_metadata_bomb(data: bytes) -> bool:
+    """Whether a PNG's compressed metadata (zTXt, compressed iTXt, iCCP) inflates past
+    :data:`PNG_MAX_TEXT_CHUNK` in one chunk or :data:`PNG_MAX_TEXT_MEMORY` in all: the limits
+    Pillow enforces, for codecs whose decoder does not. Inflates at most one chunk's limit."""
+    total = 0
+    i = 8  # after the signature
+    while i + 8 <= len(data):
+        (length,) = struct.unpack_from(">I", data, i)
+        kind = data[i + 4 : i + 8]
+        body = data[i + 8 : i + 8 + length]
+        i += 12 + length
+        if kind == b"zTXt" or kind == b"iCCP":
+            compressed = body.partition(b"\0")[2][1:]  # keyword NUL, method byte
+        elif kind == b"iTXt":
+            rest = body.partition(b"\0")[2]
+            if rest[:1] != b"\x01":  # not compressed
+                continue
+            # flag, method, language NUL, translated keyword NUL, then the text
+            compressed = rest[2:].split(b"\0", 2)[-1]
+        elif kind == b"IEND":
+            break
+        else:
+            continue
+        inflater = zlib.decompressobj()
+        try:
+            size = len(inflater.decompress(compressed, PNG_MAX_TEXT_CHUNK + 1))
+        except zlib.error:
+            continue  # broken metadata: the decoder decides
+        total += size
+        if size > PNG_MAX_TEXT_CHUNK or total > PNG_MAX_TEXT_MEMORY:
+            return True
     return False

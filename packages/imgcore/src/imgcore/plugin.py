@@ -29,6 +29,7 @@ from imgcore.contracts import (
     fit_size,
     image_key,
     jpeg_has_nothing_to_strip,
+    png_metadata_bomb,
     safe_key,
     sniff_format,
 )
@@ -75,6 +76,7 @@ __all__ = [
     "hookimpl",
     "image_key",
     "jpeg_has_nothing_to_strip",
+    "png_metadata_bomb",
     "read_env",
     "safe_key",
     "sniff_format",

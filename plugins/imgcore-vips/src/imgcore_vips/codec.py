@@ -23,6 +23,7 @@ from imgcore.plugin import (
     UnsupportedImageError,
     fit_size,
     jpeg_has_nothing_to_strip,
+    png_metadata_bomb,
     sniff_format,
 )
 
@@ -79,6 +80,10 @@ class VipsCodec:
             raise UnsupportedImageError(
                 f"not an image of a format this codec decodes ({', '.join(sorted(FORMATS))})"
             )
+        # Compressed PNG metadata under the limits Pillow enforces, so that both codecs
+        # refuse the same bodies with the same reason (libvips has no such limit to set).
+        if source_format == "PNG" and png_metadata_bomb(data):
+            raise DecompressionBombError("compressed metadata too large")
         try:
             return _compress(data, source_format, options)
         except pyvips.Error as exc:
