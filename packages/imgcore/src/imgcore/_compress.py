@@ -1,4 +1,4 @@
-"""Bytes in, compressed image out: every image-format rule of imgcore (Pillow).
+"""The Pillow codec: bytes in, compressed image out, with every image-format rule.
 
 :func:`compress` is a pure function of its arguments (no global state is read or
 written), so it can run in threads (Pillow releases the GIL while decoding and
@@ -8,14 +8,30 @@ encoding) or in a process pool (arguments, results and errors all pickle).
 from __future__ import annotations
 
 import io
-import struct
-from typing import Any, Final, Literal
+from typing import Any, Final
 
-import msgspec
 from PIL import Image, ImageCms, ImageColor, JpegImagePlugin
 
-from imgcore.errors import ImgcoreError
+from imgcore.contracts import (
+    ALLOWED_FORMATS,
+    OUTPUT_FORMATS,
+    CompressedImage,
+    CompressOptions,
+    OutputFormat,
+    fit_size,
+    jpeg_has_nothing_to_strip,
+    sniff_format,
+)
+from imgcore.errors import (
+    CorruptImageError,
+    DecompressionBombError,
+    ImageError,
+    InvalidOptionsError,
+    UnsupportedImageError,
+)
 
+# The types and errors live in imgcore.contracts and imgcore.errors, shared by every codec;
+# they are named here too, as this module's API always had them.
 __all__ = [
     "ALLOWED_FORMATS",
     "CompressOptions",
@@ -24,37 +40,16 @@ __all__ = [
     "DecompressionBombError",
     "ImageError",
     "InvalidOptionsError",
+    "OutputFormat",
     "UnsupportedImageError",
     "compress",
     "make_thumbnail",
     "sniff_format",
 ]
 
-ALLOWED_FORMATS: Final[frozenset[str]] = frozenset(
-    {"JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "AVIF"}
-)
-"""Input formats :func:`compress` decodes; anything else is refused before Pillow sees it."""
-
-OutputFormat = Literal["JPEG", "WEBP", "AVIF"]
-
-# (media type, extension) of each output format.
-_OUTPUTS: Final[dict[str, tuple[str, str]]] = {
-    "JPEG": ("image/jpeg", ".jpg"),
-    "WEBP": ("image/webp", ".webp"),
-    "AVIF": ("image/avif", ".avif"),
-}
 # Speed 8: libavif's default (6) costs far more time for few bytes (docs/performance.md). One
 # thread per encode because callers already run one compress() per core.
 _AVIF_PARAMS: Final[dict[str, Any]] = {"speed": 8, "max_threads": 1}
-# BITMAPINFOHEADER sizes Pillow's BMP decoder understands (OS/2 v1 … v5).
-_BMP_HEADER_SIZES: Final = frozenset({12, 40, 52, 56, 64, 108, 124})
-# JPEG segments that carry no personal data; a source with any other (Exif, XMP, IPTC,
-# comments, MPF…) is always re-encoded so that it is stripped.
-_HARMLESS_JPEG_SEGMENTS: Final = (
-    ("APP0", b"JFIF\0"),
-    ("APP2", b"ICC_PROFILE\0"),
-    ("APP14", b"Adobe"),
-)
 _ROTATED: Final = frozenset({5, 6, 7, 8})  # EXIF orientations that swap width and height
 # EXIF orientation → the transposition that shows the image upright (as ImageOps.exif_transpose).
 _TRANSPOSE: Final = {
@@ -67,132 +62,6 @@ _TRANSPOSE: Final = {
     8: Image.Transpose.ROTATE_90,
 }
 _ORIENTATION: Final = 0x0112
-
-
-class ImageError(ImgcoreError):
-    """An image could not be compressed."""
-
-    reason = "image_error"
-
-
-class UnsupportedImageError(ImageError):
-    """The body is not an image, or not of an allowed format (see :data:`ALLOWED_FORMATS`)."""
-
-    reason = "unsupported_format"
-
-
-class DecompressionBombError(ImageError):
-    """The image has more pixels than ``max_pixels`` (or unpacks to far more than it weighs)."""
-
-    reason = "decompression_bomb"
-
-
-class CorruptImageError(ImageError):
-    """The image is truncated or broken."""
-
-    reason = "corrupt_image"
-
-
-class InvalidOptionsError(ImgcoreError, ValueError):
-    """A :class:`CompressOptions` value is out of range."""
-
-    reason = "invalid_options"
-
-
-class CompressOptions(msgspec.Struct, frozen=True, kw_only=True):
-    """How :func:`compress` encodes; values are checked when the options are built."""
-
-    quality: int = 50
-    """Encoder quality, 1..95."""
-    format: OutputFormat = "JPEG"
-    """Output format."""
-    optimize: bool = False
-    """JPEG: optimise Huffman tables (slightly smaller, slower)."""
-    progressive: bool = False
-    """JPEG: write a progressive file."""
-    max_width: int | None = None
-    """Downscale (keeping the aspect ratio) to at most this width; None keeps it."""
-    max_height: int | None = None
-    """Downscale (keeping the aspect ratio) to at most this height; None keeps it."""
-    max_pixels: int = 50_000_000
-    """Decompression-bomb limit on the input's width * height (Pillow's own refusal above
-    2 * ``PIL.Image.MAX_IMAGE_PIXELS`` still applies)."""
-    background: str = "#ffffff"
-    """Colour transparent images are flattened on (any Pillow colour string)."""
-    keep_original: bool = True
-    """Return a JPEG source unchanged when re-encoding would make it larger and it carries
-    no metadata to strip (see :func:`compress`)."""
-
-    def __post_init__(self) -> None:
-        if isinstance(self.quality, bool) or not 1 <= self.quality <= 95:
-            raise InvalidOptionsError(f"quality must be 1..95, not {self.quality!r}")
-        if self.format not in _OUTPUTS:
-            raise InvalidOptionsError(
-                f"format must be one of {sorted(_OUTPUTS)}, not {self.format!r}"
-            )
-        for name in ("max_width", "max_height"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise InvalidOptionsError(f"{name} must be at least 1 or None, not {value!r}")
-        if self.max_pixels < 1:
-            raise InvalidOptionsError(f"max_pixels must be at least 1, not {self.max_pixels!r}")
-        try:
-            ImageColor.getrgb(self.background)
-        except ValueError as exc:
-            raise InvalidOptionsError(f"background is not a colour: {self.background!r}") from exc
-
-
-class CompressedImage(msgspec.Struct, frozen=True, kw_only=True):
-    """The result of :func:`compress`: the encoded bytes and what they are."""
-
-    data: bytes
-    format: str
-    media_type: str
-    extension: str
-    width: int
-    height: int
-    input_format: str
-    input_width: int
-    input_height: int
-    input_bytes: int
-    output_bytes: int
-    kept_original: bool = False
-
-
-def sniff_format(data: bytes) -> str | None:
-    """The allowed image format ``data`` starts with (by magic bytes only), else None."""
-    if data.startswith(b"\xff\xd8\xff"):
-        return "JPEG"
-    if data.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "PNG"
-    if data[:6] in (b"GIF87a", b"GIF89a"):
-        return "GIF"
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "WEBP"
-    # "BM" alone is too weak (text can start with it): require a DIB header size too.
-    if data[:2] == b"BM" and len(data) >= 18:
-        (header_size,) = struct.unpack_from("<I", data, 14)
-        if header_size in _BMP_HEADER_SIZES:
-            return "BMP"
-    if data[:4] in (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+"):  # classic TIFF and BigTIFF
-        return "TIFF"
-    if data[4:8] == b"ftyp" and _is_avif_ftyp(data):
-        return "AVIF"
-    return None
-
-
-def _is_avif_ftyp(data: bytes) -> bool:
-    # Same acceptance as Pillow's AVIF plugin: an AVIF coding brand, or a generic HEIF
-    # container brand that lists an AVIF brand as compatible (HEIC does not).
-    major = data[8:12]
-    if major in (b"avif", b"avis"):
-        return True
-    if major not in (b"mif1", b"msf1"):
-        return False
-    (box_size,) = struct.unpack_from(">I", data, 0)
-    box = data[16 : min(box_size, len(data), 256)]
-    brands = {box[i : i + 4] for i in range(0, len(box) - 3, 4)}
-    return bool(brands & {b"avif", b"avis"})
 
 
 def compress(data: bytes, options: CompressOptions | None = None) -> CompressedImage:
@@ -257,7 +126,7 @@ def _compress_open(
     # Only now: PNG may keep its eXIf chunk after the pixel data.
     orientation = _orientation(im)
     oriented = (height, width) if orientation in _ROTATED else (width, height)
-    target = _fit(oriented, options.max_width, options.max_height)
+    target = fit_size(oriented, options.max_width, options.max_height)
     keep_candidate = (
         options.keep_original
         and options.format == "JPEG"
@@ -272,7 +141,7 @@ def _compress_open(
     if out.size != target:
         out = out.resize(target, Image.Resampling.LANCZOS, reducing_gap=2.0)
     encoded = _encode(out, icc, options.format, options.quality, _encoder_params(options))
-    media_type, extension = _OUTPUTS[options.format]
+    media_type, extension = OUTPUT_FORMATS[options.format]
     if keep_candidate and len(encoded) > len(data):
         return CompressedImage(
             data=data,
@@ -309,7 +178,7 @@ def _draft(im: JpegImagePlugin.JpegImageFile, options: CompressOptions) -> None:
     width, height = im.size
     if orientation in _ROTATED:
         width, height = height, width
-    target = _fit((width, height), options.max_width, options.max_height)
+    target = fit_size((width, height), options.max_width, options.max_height)
     if orientation in _ROTATED:
         target = (target[1], target[0])
     if target != im.size:
@@ -325,30 +194,10 @@ def _orientation(im: Image.Image) -> int:
     return value if isinstance(value, int) and 1 <= value <= 8 else 1
 
 
-def _fit(size: tuple[int, int], max_width: int | None, max_height: int | None) -> tuple[int, int]:
-    width, height = size
-    scale = min(
-        1.0,
-        max_width / width if max_width else 1.0,
-        max_height / height if max_height else 1.0,
-    )
-    if scale >= 1.0:
-        return size
-    return max(1, round(width * scale)), max(1, round(height * scale))
-
-
 def _nothing_to_strip(im: Image.Image, data: bytes, orientation: int) -> bool:
     if not isinstance(im, JpegImagePlugin.JpegImageFile) or im.mode not in ("RGB", "L"):
         return False
-    if orientation != 1 or not data.endswith(b"\xff\xd9"):  # trailing bytes could hide anything
-        return False
-    return all(
-        any(
-            marker == name and payload.startswith(prefix)
-            for name, prefix in _HARMLESS_JPEG_SEGMENTS
-        )
-        for marker, payload in im.applist
-    )
+    return orientation == 1 and jpeg_has_nothing_to_strip(data)
 
 
 def _icc_profile(im: Image.Image) -> bytes | None:

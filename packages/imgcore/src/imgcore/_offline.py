@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import anyio
 import msgspec
 
-from imgcore._compress import CompressOptions, ImageError
+from imgcore._codecs.pillow import PILLOW
 from imgcore._compression.pool import Compressor
 from imgcore._csvio import (
     CsvHeader,
@@ -22,6 +22,8 @@ from imgcore._csvio import (
     write_output_csv,
 )
 from imgcore._fetch import Fetcher, FetchError, FetchOptions
+from imgcore.contracts import CodecSpec, CompressOptions
+from imgcore.errors import ImageError
 
 __all__ = ["ImageFailure", "ProcessSummary", "process_csv"]
 
@@ -63,6 +65,7 @@ async def process_csv(
     *,
     output_csv: Path | None = None,
     compress: CompressOptions | None = None,
+    codecs: Sequence[CodecSpec] = (PILLOW,),
     fetch: FetchOptions | None = None,
     limits: CsvLimits | None = None,
     base_url: str | None = None,
@@ -73,15 +76,17 @@ async def process_csv(
 
     Images go to ``out_dir/<serial>-<n>.<ext>``; the output CSV (default
     ``out_dir/output.csv``) adds ``Output Image Urls`` — the files' paths, or URLs under
-    ``base_url``. Raises :class:`imgcore.CsvValidationError` before any download when
-    the CSV is invalid.
+    ``base_url``; ``codecs`` (:func:`imgcore._codecs.select_codecs`) compress them.
+    Raises :class:`imgcore.CsvValidationError` before any download when the CSV is invalid.
     """
     limits = limits or CsvLimits()
     header, total = _validate(csv_path, limits)
     summary = ProcessSummary(products=total)
     await anyio.Path(out_dir).mkdir(parents=True, exist_ok=True)
     output_csv = output_csv or out_dir / "output.csv"
-    compressor = Compressor(compress or CompressOptions(), workers=workers or os.cpu_count() or 1)
+    compressor = Compressor(
+        compress or CompressOptions(), workers=workers or os.cpu_count() or 1, codecs=codecs
+    )
     started = time.perf_counter()
     tmp = output_csv.with_name(f".{output_csv.name}.tmp")
     try:

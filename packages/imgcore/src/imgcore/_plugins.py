@@ -1,7 +1,7 @@
 """The plugin manager: built-in plugins, then the ``imgcore`` entry points.
 
-A built-in plugin has a short name (``webhook``, ``file``, ``local``); a plugin installed
-through an entry point is named after the entry point (``s3`` for
+A built-in plugin has a short name (``webhook``, ``file``, ``local``, ``pillow``); a plugin
+installed through an entry point is named after the entry point (``s3`` for
 ``[project.entry-points.imgcore] s3 = "imgcore_s3.plugin"``), as pluggy registers it.
 ``IMGCORE_DISABLE_PLUGINS`` (comma-separated names, as ``imgcore plugins`` lists them) keeps
 those plugins from loading; a hook implementation whose name matches no hookspec fails loudly
@@ -39,6 +39,7 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "file": "imgcore._storage.plugin",
     "webhook": "imgcore._notify.webhook",
     "local": "imgcore._executors.local",
+    "pillow": "imgcore._codecs.pillow",
 }
 """imgcore's own plugins by name, registered through the same hooks as third-party ones."""
 

@@ -111,7 +111,9 @@ async def _dispatch(args: argparse.Namespace) -> int:
 
 
 async def _process(args: argparse.Namespace) -> int:
+    from imgcore._codecs import select_codecs
     from imgcore._offline import ProcessSummary, process_csv
+    from imgcore._plugins import create_plugin_manager
 
     config = Config.from_env()
     changes: dict[str, object] = {"fetch_allow": (*config.fetch_allow, *args.allow)}
@@ -120,6 +122,7 @@ async def _process(args: argparse.Namespace) -> int:
     if args.concurrency is not None:
         changes["fetch_concurrency"] = args.concurrency
     config = config.replace(**changes)
+    codecs = select_codecs(create_plugin_manager(), config.codec)
     progress = Progress(
         TextColumn("[progress.description]{task.description}"),
         BarColumn(),
@@ -139,6 +142,7 @@ async def _process(args: argparse.Namespace) -> int:
             args.out_dir,
             output_csv=args.output_csv,
             compress=config.compress_options(),
+            codecs=codecs,
             fetch=config.fetch_options(),
             limits=config.csv_limits(),
             base_url=args.base_url,
@@ -170,11 +174,25 @@ def _size(n: int) -> str:
 
 
 def _plugins() -> int:
+    from imgcore._codecs import installed_codecs, select_codecs
     from imgcore._plugins import create_plugin_manager, describe_plugins
 
-    for info in describe_plugins(create_plugin_manager()):
+    pm = create_plugin_manager()
+    for info in describe_plugins(pm):
         kind = "builtin" if info.builtin else (info.version or "")
         out.print(f"{info.name} [dim]{kind}[/dim]: {', '.join(info.hooks)}")
+    codecs = installed_codecs(pm)
+    chosen = select_codecs(pm, Config.from_env().codec)[0].name if codecs else None
+    if codecs:
+        out.print("codecs (* in use, IMGCORE_CODEC picks another):")
+    for codec in codecs:
+        spec = codec.spec
+        mark = "*" if spec.name == chosen else " "
+        out.print(
+            f"{mark} {spec.name} [dim](plugin {codec.plugin})[/dim] reads "
+            f"{' '.join(sorted(spec.formats))}, writes {' '.join(sorted(spec.outputs))}",
+            soft_wrap=True,
+        )
     return 0
 
 

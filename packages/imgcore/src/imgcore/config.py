@@ -16,9 +16,9 @@ import msgspec
 from imgcore.errors import ImgcoreError
 
 if TYPE_CHECKING:
-    from imgcore._compress import CompressOptions
     from imgcore._csvio import CsvLimits
     from imgcore._fetch import FetchOptions
+    from imgcore.contracts import CompressOptions
 
 __all__ = ["ENV_PREFIX", "Config", "ConfigError", "env_name", "read_env"]
 
@@ -84,7 +84,21 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     ] = 4
     fetch_concurrency: Annotated[int, _doc("Downloads in flight at once", ge=1)] = 32
     fetch_per_host: Annotated[int, _doc("Downloads in flight at once per host", ge=1)] = 8
+    codec: Annotated[
+        str,
+        _doc(
+            "Codec that decodes and encodes images, by name as imgcore plugins lists it "
+            "(pillow, vips…); empty picks the best installed"
+        ),
+    ] = ""
     quality: Annotated[int, _doc("Output quality (1-95)", ge=1, le=95)] = 50
+    quality_mode: Annotated[
+        Literal["exact"],
+        _doc(
+            "How the quality number reaches the encoder: exact passes it as it is (the only "
+            "mode so far; visual, the same look from every codec, is planned)"
+        ),
+    ] = "exact"
     output_format: Annotated[Literal["JPEG", "WEBP", "AVIF"], _doc("Output image format")] = "JPEG"
     optimize: Annotated[
         bool, _doc("JPEG: optimise Huffman tables (about 2% smaller, slower encode)")
@@ -177,10 +191,11 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
 
     def compress_options(self) -> CompressOptions:
         """The compression settings this config sets."""
-        from imgcore._compress import CompressOptions
+        from imgcore.contracts import CompressOptions
 
         return CompressOptions(
             quality=self.quality,
+            quality_mode=self.quality_mode,
             format=self.output_format,
             optimize=self.optimize,
             progressive=self.progressive,

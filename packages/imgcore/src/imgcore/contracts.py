@@ -1,4 +1,4 @@
-"""The types a plugin implements or receives: storage, notifiers, executors and their data.
+"""The types a plugin implements or receives: storage, notifiers, executors, codecs and their data.
 
 Plugin authors import these from :mod:`imgcore.plugin`, which re-exports them with the hook
 markers.
@@ -6,21 +6,30 @@ markers.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import struct
+import zlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import PurePosixPath
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Final, Literal, Protocol, runtime_checkable
 from uuid import UUID
 
 import anyio
 import anyio.abc
 import msgspec
 
-from imgcore.errors import StorageError
+from imgcore.errors import InvalidOptionsError, StorageError
 from imgcore.states import ImageStatus, RequestStatus
 
 __all__ = [
+    "ALLOWED_FORMATS",
+    "OUTPUT_FORMATS",
     "Claim",
+    "Codec",
+    "CodecSpec",
+    "CompressOptions",
+    "CompressedImage",
     "DeliveryClaim",
     "DeliveryOutcome",
     "Executor",
@@ -30,8 +39,12 @@ __all__ = [
     "Storage",
     "Work",
     "check_key",
+    "fit_size",
     "image_key",
+    "jpeg_has_nothing_to_strip",
+    "png_metadata_bomb",
     "safe_key",
+    "sniff_format",
 ]
 
 
@@ -300,3 +313,273 @@ class Executor(Protocol):
     async def submitted(self, request_id: UUID) -> None:
         """A request was stored: start on it (wake a loop, enqueue jobs…)."""
         ...
+
+
+# -- codecs ---------------------------------------------------------------------------------
+
+ALLOWED_FORMATS: Final[frozenset[str]] = frozenset(
+    {"JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "AVIF"}
+)
+"""Input formats imgcore accepts; a codec refuses anything else before its decoder sees it."""
+
+OutputFormat = Literal["JPEG", "WEBP", "AVIF"]
+QualityMode = Literal["exact"]
+
+OUTPUT_FORMATS: Final[dict[str, tuple[str, str]]] = {
+    "JPEG": ("image/jpeg", ".jpg"),
+    "WEBP": ("image/webp", ".webp"),
+    "AVIF": ("image/avif", ".avif"),
+}
+"""(media type, file extension) of each output format."""
+
+# BITMAPINFOHEADER sizes Pillow's BMP decoder understands (OS/2 v1 … v5).
+_BMP_HEADER_SIZES: Final = frozenset({12, 40, 52, 56, 64, 108, 124})
+# JPEG segments that carry no personal data: (marker, payload prefix).
+_HARMLESS_JPEG_SEGMENTS: Final = ((0xE0, b"JFIF\0"), (0xE2, b"ICC_PROFILE\0"), (0xEE, b"Adobe"))
+_SOS, _EOI, _COM = 0xDA, 0xD9, 0xFE
+_STANDALONE_MARKERS: Final = frozenset({0x01, 0xD8, *range(0xD0, 0xD8)})
+
+PNG_MAX_TEXT_CHUNK: Final = 1024 * 1024
+"""Most bytes one compressed PNG metadata chunk may inflate to (as Pillow's ``MAX_TEXT_CHUNK``)."""
+PNG_MAX_TEXT_MEMORY: Final = 64 * PNG_MAX_TEXT_CHUNK
+"""Most bytes all of a PNG's compressed metadata chunks may inflate to (``MAX_TEXT_MEMORY``)."""
+
+
+class CompressOptions(msgspec.Struct, frozen=True, kw_only=True):
+    """How a codec encodes; values are checked when the options are built."""
+
+    quality: int = 50
+    """Encoder quality, 1..95."""
+    quality_mode: QualityMode = "exact"
+    """How ``quality`` reaches the encoder: ``exact`` passes the number as it is."""
+    format: OutputFormat = "JPEG"
+    """Output format."""
+    optimize: bool = False
+    """JPEG: optimise Huffman tables (slightly smaller, slower)."""
+    progressive: bool = False
+    """JPEG: write a progressive file."""
+    max_width: int | None = None
+    """Downscale (keeping the aspect ratio) to at most this width; None keeps it."""
+    max_height: int | None = None
+    """Downscale (keeping the aspect ratio) to at most this height; None keeps it."""
+    max_pixels: int = 50_000_000
+    """Decompression-bomb limit on the input's width * height, checked before decoding."""
+    background: str = "#ffffff"
+    """Colour transparent images are flattened on (any Pillow colour string)."""
+    keep_original: bool = True
+    """Return a JPEG source unchanged when re-encoding would make it larger and it carries
+    no metadata to strip (see :func:`jpeg_has_nothing_to_strip`)."""
+
+    def __post_init__(self) -> None:
+        from PIL import ImageColor  # here: importing the contracts must not load Pillow
+
+        if isinstance(self.quality, bool) or not 1 <= self.quality <= 95:
+            raise InvalidOptionsError(f"quality must be 1..95, not {self.quality!r}")
+        if self.quality_mode != "exact":
+            raise InvalidOptionsError(f"quality_mode must be 'exact', not {self.quality_mode!r}")
+        if self.format not in OUTPUT_FORMATS:
+            raise InvalidOptionsError(
+                f"format must be one of {sorted(OUTPUT_FORMATS)}, not {self.format!r}"
+            )
+        for name in ("max_width", "max_height"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise InvalidOptionsError(f"{name} must be at least 1 or None, not {value!r}")
+        if self.max_pixels < 1:
+            raise InvalidOptionsError(f"max_pixels must be at least 1, not {self.max_pixels!r}")
+        try:
+            ImageColor.getrgb(self.background)
+        except ValueError as exc:
+            raise InvalidOptionsError(f"background is not a colour: {self.background!r}") from exc
+
+    def background_rgb(self) -> tuple[int, int, int]:
+        """:attr:`background` as an (r, g, b) triple."""
+        from PIL import ImageColor
+
+        r, g, b = ImageColor.getrgb(self.background)[:3]
+        return r, g, b
+
+
+class CompressedImage(msgspec.Struct, frozen=True, kw_only=True):
+    """What a codec returns: the encoded bytes and what they are."""
+
+    data: bytes
+    format: str
+    media_type: str
+    extension: str
+    width: int
+    height: int
+    input_format: str
+    input_width: int
+    input_height: int
+    input_bytes: int
+    output_bytes: int
+    kept_original: bool = False
+
+
+@runtime_checkable
+class Codec(Protocol):
+    """Decodes an image body and encodes it as :class:`CompressOptions` say.
+
+    A codec owns every image-format rule, and the conformance suite
+    (``tests/imgcore/codecs/``) holds each installed codec to them:
+
+    - refuse what :func:`sniff_format` does not name as an allowed format
+      (:class:`~imgcore.errors.UnsupportedImageError`) before any decoder sees it, and
+      decode with the decoder of that format only;
+    - refuse more than ``max_pixels`` from the header, before pixel memory is allocated
+      (:class:`~imgcore.errors.DecompressionBombError`);
+    - truncated or broken bodies raise :class:`~imgcore.errors.CorruptImageError`, an
+      encoder failure :class:`~imgcore.errors.ImageError`; nothing else escapes;
+    - apply the EXIF orientation, then drop all metadata but the ICC profile, and keep that
+      only when it describes the output's colour space (RGB or grey);
+    - convert any mode to 8-bit RGB or grey (grey only in JPEG): CMYK through its embedded
+      profile, 16-bit and 1-bit scaled, palette expanded, transparency flattened on
+      ``background``; animated images keep their first frame;
+    - downscale to :func:`fit_size` of the oriented size, never up;
+    - with ``keep_original``, return a JPEG source byte for byte when the re-encode is
+      larger and :func:`jpeg_has_nothing_to_strip` (RGB or grey, upright, not resized).
+
+    Its work runs in the compression worker processes: a codec is built there, once per
+    process, by calling its :attr:`CodecSpec.factory`.
+    """
+
+    def compress(self, data: bytes, options: CompressOptions) -> CompressedImage:
+        """``data`` decoded and encoded as ``options`` say; raises only image errors."""
+        ...
+
+
+@dataclass(frozen=True, kw_only=True)
+class CodecSpec:
+    """A codec a plugin contributes through the ``imgcore_codecs`` hook."""
+
+    name: str
+    """What ``IMGCORE_CODEC`` calls it (``pillow``, ``vips``…); unique among plugins."""
+    factory: Callable[[], Codec]
+    """Builds the codec in each worker process; must pickle by reference (a module-level
+    class or function), since the pool sends it to every worker it starts."""
+    formats: frozenset[str]
+    """Input formats it decodes (a subset of :data:`ALLOWED_FORMATS`)."""
+    outputs: frozenset[str]
+    """Output formats it encodes (keys of :data:`OUTPUT_FORMATS`)."""
+    rank: int = 0
+    """Preference when ``IMGCORE_CODEC`` is empty: the highest rank installed wins."""
+    description: str = ""
+    """One line for ``imgcore plugins``."""
+
+
+def sniff_format(data: bytes) -> str | None:
+    """The allowed image format ``data`` starts with (by magic bytes only), else None."""
+    if data.startswith(b"\xff\xd8\xff"):
+        return "JPEG"
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "PNG"
+    if data[:6] in (b"GIF87a", b"GIF89a"):
+        return "GIF"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WEBP"
+    # "BM" alone is too weak (text can start with it): require a DIB header size too.
+    if data[:2] == b"BM" and len(data) >= 18:
+        (header_size,) = struct.unpack_from("<I", data, 14)
+        if header_size in _BMP_HEADER_SIZES:
+            return "BMP"
+    if data[:4] in (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+"):  # classic TIFF and BigTIFF
+        return "TIFF"
+    if data[4:8] == b"ftyp" and _is_avif_ftyp(data):
+        return "AVIF"
+    return None
+
+
+def _is_avif_ftyp(data: bytes) -> bool:
+    # Same acceptance as Pillow's AVIF plugin: an AVIF coding brand, or a generic HEIF
+    # container brand that lists an AVIF brand as compatible (HEIC does not).
+    major = data[8:12]
+    if major in (b"avif", b"avis"):
+        return True
+    if major not in (b"mif1", b"msf1"):
+        return False
+    (box_size,) = struct.unpack_from(">I", data, 0)
+    box = data[16 : min(box_size, len(data), 256)]
+    brands = {box[i : i + 4] for i in range(0, len(box) - 3, 4)}
+    return bool(brands & {b"avif", b"avis"})
+
+
+def fit_size(
+    size: tuple[int, int], max_width: int | None, max_height: int | None
+) -> tuple[int, int]:
+    """``size`` scaled down, keeping its aspect ratio, to fit the limits (never scaled up)."""
+    width, height = size
+    scale = min(
+        1.0,
+        max_width / width if max_width else 1.0,
+        max_height / height if max_height else 1.0,
+    )
+    if scale >= 1.0:
+        return size
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def jpeg_has_nothing_to_strip(data: bytes) -> bool:
+    """Whether a JPEG holds only JFIF, ICC and Adobe segments before its scan, and nothing
+    after its end marker: no EXIF, XMP, IPTC, comments or trailing bytes to strip."""
+    if not (data.startswith(b"\xff\xd8") and data.endswith(b"\xff\xd9")):
+        return False
+    i = 2
+    while i + 1 < len(data):
+        if data[i] != 0xFF:
+            return False
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker in _STANDALONE_MARKERS:
+            i += 2
+            continue
+        if marker in (_SOS, _EOI):
+            return True
+        if i + 4 > len(data):
+            return False
+        (length,) = struct.unpack_from(">H", data, i + 2)
+        if 0xE0 <= marker <= 0xEF or marker == _COM:
+            payload = data[i + 4 : i + 2 + length]
+            if not any(
+                marker == harmless and payload.startswith(prefix)
+                for harmless, prefix in _HARMLESS_JPEG_SEGMENTS
+            ):
+                return False
+        i += 2 + length
+    return False
+
+
+def png_metadata_bomb(data: bytes) -> bool:
+    """Whether a PNG's compressed metadata (zTXt, compressed iTXt, iCCP) inflates past
+    :data:`PNG_MAX_TEXT_CHUNK` in one chunk or :data:`PNG_MAX_TEXT_MEMORY` in all: the limits
+    Pillow enforces, for codecs whose decoder does not. Inflates at most one chunk's limit."""
+    total = 0
+    i = 8  # after the signature
+    while i + 8 <= len(data):
+        (length,) = struct.unpack_from(">I", data, i)
+        kind = data[i + 4 : i + 8]
+        body = data[i + 8 : i + 8 + length]
+        i += 12 + length
+        if kind == b"zTXt" or kind == b"iCCP":
+            compressed = body.partition(b"\0")[2][1:]  # keyword NUL, method byte
+        elif kind == b"iTXt":
+            rest = body.partition(b"\0")[2]
+            if rest[:1] != b"\x01":  # not compressed
+                continue
+            # flag, method, language NUL, translated keyword NUL, then the text
+            compressed = rest[2:].split(b"\0", 2)[-1]
+        elif kind == b"IEND":
+            break
+        else:
+            continue
+        inflater = zlib.decompressobj()
+        try:
+            size = len(inflater.decompress(compressed, PNG_MAX_TEXT_CHUNK + 1))
+        except zlib.error:
+            continue  # broken metadata: the decoder decides
+        total += size
+        if size > PNG_MAX_TEXT_CHUNK or total > PNG_MAX_TEXT_MEMORY:
+            return True
+    return False

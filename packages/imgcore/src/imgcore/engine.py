@@ -22,6 +22,7 @@ import pluggy
 import sqlalchemy as sa
 
 from imgcore._clock import utcnow
+from imgcore._codecs import select_codecs
 from imgcore._compression.pool import Compressor
 from imgcore._csvio import CsvHeader, CsvParser, OutputRow, Product, write_output_csv
 from imgcore._db import outbox
@@ -115,7 +116,10 @@ class Engine:
         self.owner = owner or _worker_name()
         workers = self.config.workers or os.cpu_count() or 1
         self._compressor = Compressor(
-            self.config.compress_options(), workers=workers, mode=self.config.compress_pool
+            self.config.compress_options(),
+            workers=workers,
+            mode=self.config.compress_pool,
+            codecs=select_codecs(self.pm, self.config.codec),
         )
         self.fetcher = Fetcher(self.config.fetch_options())
         self.dispatcher = Dispatcher(

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 __all__ = [
     "BlockedAddressError",
+    "CorruptImageError",
+    "DecompressionBombError",
     "FetchError",
+    "ImageError",
     "ImageNotFoundError",
     "ImgcoreError",
+    "InvalidOptionsError",
     "OutOfRangeError",
     "RequestNotFoundError",
     "StorageError",
+    "UnsupportedImageError",
     "WebhookURLError",
 ]
 
@@ -128,3 +133,36 @@ class WebhookURLError(ImgcoreError):
     """A webhook URL that is malformed or points somewhere the guard blocks."""
 
     reason = "invalid_webhook_url"
+
+
+# -- images: every codec raises these, with these reasons -----------------------------------
+
+
+class ImageError(ImgcoreError):
+    """An image could not be compressed."""
+
+    reason = "image_error"
+
+
+class UnsupportedImageError(ImageError):
+    """The body is not an image, or not of an allowed format."""
+
+    reason = "unsupported_format"
+
+
+class DecompressionBombError(ImageError):
+    """The image has more pixels than ``max_pixels`` (or unpacks to far more than it weighs)."""
+
+    reason = "decompression_bomb"
+
+
+class CorruptImageError(ImageError):
+    """The image is truncated or broken."""
+
+    reason = "corrupt_image"
+
+
+class InvalidOptionsError(ImgcoreError, ValueError):
+    """A compression option is out of range."""
+
+    reason = "invalid_options"

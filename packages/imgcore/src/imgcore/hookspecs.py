@@ -1,8 +1,8 @@
 """Every imgcore hook. Each docstring is the contract a plugin implements.
 
 Plugins register under the entry-point group ``imgcore`` and are named after their entry
-point; imgcore's own backends (file storage, the webhook notifier, the local executor)
-register through these same hooks. Hooks are plain (synchronous) calls made while an
+point; imgcore's own backends (file storage, the webhook notifier, the local executor, the
+Pillow codec) register through these same hooks. Hooks are plain (synchronous) calls made while an
 :class:`~imgcore.engine.Engine` is built, unless their contract says otherwise; a hook may
 return an awaitable where its contract says so, and imgcore awaits it.
 """
@@ -17,7 +17,7 @@ import pluggy
 
 if TYPE_CHECKING:
     from imgcore.config import Config
-    from imgcore.contracts import Executor, ImageEnded, Notifier, Storage, Work
+    from imgcore.contracts import CodecSpec, Executor, ImageEnded, Notifier, Storage, Work
 
 PROJECT = "imgcore"
 
@@ -97,4 +97,24 @@ def imgcore_migrations() -> list[Path]:  # type: ignore[empty-body]
     head; on PostgreSQL and MariaDB/MySQL an Engine refuses to start until every branch is
     at its head. Called whenever a :class:`imgcore.Database` is created for an
     Engine or the CLI; return the same directories every time, without I/O.
+    """
+
+
+@hookspec
+def imgcore_codecs() -> list[CodecSpec]:  # type: ignore[empty-body]
+    """Return the codecs this plugin adds, as :class:`imgcore.contracts.CodecSpec` (may be empty).
+
+    Called when an Engine (or ``imgcore process``) is built and by ``imgcore plugins``; do no
+    I/O and do not load the codec's library here. ``IMGCORE_CODEC`` picks a codec by its
+    ``name``, which must be unique among installed plugins; when it is empty, the codec of
+    highest ``rank`` is used. An image whose input format the chosen codec does not decode,
+    or whose output format it does not encode, goes to the next codec by rank that does
+    (the built-in ``pillow`` codec decodes every allowed format).
+
+    ``factory`` builds the :class:`imgcore.contracts.Codec` once in each compression worker
+    process, so it must pickle by reference: a module-level class or function. The codec
+    keeps every rule of the :class:`~imgcore.contracts.Codec` contract and raises only the
+    image errors of :mod:`imgcore.errors`. A crash in it (a segfault on a hostile file)
+    kills only its worker: that image fails with reason ``worker_crashed`` and the pool is
+    rebuilt.
     """

@@ -11,7 +11,13 @@ from imgcore._plugins import create_plugin_manager
 from imgcore._sqltypes import UTCDateTime
 from imgcore.config import Config, ConfigError, read_env
 from imgcore.contracts import (
+    ALLOWED_FORMATS,
+    OUTPUT_FORMATS,
     Claim,
+    Codec,
+    CodecSpec,
+    CompressedImage,
+    CompressOptions,
     DeliveryClaim,
     DeliveryOutcome,
     Executor,
@@ -21,21 +27,41 @@ from imgcore.contracts import (
     Storage,
     Work,
     check_key,
+    fit_size,
     image_key,
+    jpeg_has_nothing_to_strip,
+    png_metadata_bomb,
     safe_key,
+    sniff_format,
 )
-from imgcore.errors import ImgcoreError, StorageError
+from imgcore.errors import (
+    CorruptImageError,
+    DecompressionBombError,
+    ImageError,
+    ImgcoreError,
+    StorageError,
+    UnsupportedImageError,
+)
 from imgcore.hookspecs import hookimpl
 from imgcore.states import ImageStatus, RequestStatus
 
 __all__ = [
+    "ALLOWED_FORMATS",
+    "OUTPUT_FORMATS",
     "Claim",
+    "Codec",
+    "CodecSpec",
+    "CompressOptions",
+    "CompressedImage",
     "Config",
     "ConfigError",
+    "CorruptImageError",
+    "DecompressionBombError",
     "DeliveryClaim",
     "DeliveryOutcome",
     "Executor",
     "ImageEnded",
+    "ImageError",
     "ImageStatus",
     "ImgcoreError",
     "Notifier",
@@ -44,11 +70,16 @@ __all__ = [
     "Storage",
     "StorageError",
     "UTCDateTime",
+    "UnsupportedImageError",
     "Work",
     "check_key",
     "create_plugin_manager",
+    "fit_size",
     "hookimpl",
     "image_key",
+    "jpeg_has_nothing_to_strip",
+    "png_metadata_bomb",
     "read_env",
     "safe_key",
+    "sniff_format",
 ]

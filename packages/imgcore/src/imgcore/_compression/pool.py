@@ -1,7 +1,8 @@
-"""The compression pool: :func:`imgcore._compress.compress` on every core.
+"""The compression pool: the selected codec on every core.
 
-Bodies reach worker processes through the :mod:`spool <imgcore._compression.spool>` beside
-this module instead of the pool's pipe.
+Each worker process builds its codecs once, from their picklable factories, the first time
+an image needs them; bodies reach the workers through the
+:mod:`spool <imgcore._compression.spool>` beside this module instead of the pool's pipe.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import TypeVar
@@ -17,17 +18,60 @@ from typing import TypeVar
 import anyio
 import anyio.to_thread
 
-from imgcore._compress import CompressedImage, CompressOptions, ImageError, compress, sniff_format
+from imgcore._codecs import for_image
+from imgcore._codecs.pillow import PILLOW
 from imgcore._compression.spool import Spool, run_spooled
 from imgcore._compression.tuning import compression_worker_init
+from imgcore.contracts import Codec, CodecSpec, CompressedImage, CompressOptions, sniff_format
+from imgcore.errors import ImageError
 
 __all__ = ["Compressor"]
 
 T = TypeVar("T")
 
 
+class _Codecs:
+    """The codecs of one process, each built by its factory when an image first needs it."""
+
+    def __init__(self, specs: Sequence[CodecSpec]) -> None:
+        self.specs = tuple(specs)
+        self._built: dict[int, Codec] = {}
+
+    def compress(self, data: bytes, options: CompressOptions) -> CompressedImage:
+        index = for_image(self.specs, sniff_format(data), options.format)
+        codec = self._built.get(index)
+        if codec is None:
+            spec = self.specs[index]
+            try:
+                codec = spec.factory()
+            # A codec whose library cannot load fails its images with a message that says
+            # so, instead of an unexpected exception type from deep inside a worker.
+            except Exception as exc:
+                raise ImageError(f"codec {spec.name!r} could not be built: {exc}") from exc
+            self._built[index] = codec
+        return codec.compress(data, options)
+
+
+# In a worker process: its codecs, set once by _init_worker.
+_worker_codecs: _Codecs | None = None
+
+
+def _init_worker(parent_pid: int, specs: tuple[CodecSpec, ...]) -> None:
+    global _worker_codecs
+    compression_worker_init(parent_pid)
+    _worker_codecs = _Codecs(specs)
+
+
+def _compress_in_worker(data: bytes, options: CompressOptions) -> CompressedImage:
+    assert _worker_codecs is not None, "called outside a compression worker"
+    return _worker_codecs.compress(data, options)
+
+
 class Compressor:
-    """Runs :func:`imgcore._compress.compress` on every core.
+    """Runs the selected codec on every core.
+
+    ``codecs`` is :func:`imgcore._codecs.select_codecs`'s answer: the chosen codec first,
+    the others after it for the formats it does not handle (default: Pillow alone).
 
     ``mode="process"``: a pool of worker processes (started with ``spawn``, never forked
     from a process with running threads); a worker that dies — a decoder crash, the OOM
@@ -43,10 +87,16 @@ class Compressor:
         *,
         workers: int,
         mode: str = "process",
+        codecs: Sequence[CodecSpec] = (PILLOW,),
     ) -> None:
         if mode not in ("process", "thread"):
             raise ValueError(f"unknown compress mode {mode!r}")
+        if not codecs:
+            raise ValueError("no codec to compress with")
         self.options = options
+        self.codecs = tuple(codecs)
+        # Thread mode: one set of codecs shared by the threads (codecs are stateless).
+        self._local_codecs = _Codecs(self.codecs) if mode == "thread" else None
         self.workers = workers
         self.mode = mode
         # Processes: one image queued behind each worker's, so none waits for the next.
@@ -63,14 +113,16 @@ class Compressor:
                 pool.submit(sniff_format, b"")
 
     async def __call__(self, data: bytes) -> CompressedImage:
-        """Compress ``data`` on a worker; raises :class:`imgcore._compress.ImageError`."""
-        return await self._run(compress, data, self.options)
+        """Compress ``data`` on a worker; raises :class:`imgcore.errors.ImageError`."""
+        if self._local_codecs is not None:
+            return await anyio.to_thread.run_sync(
+                self._local_codecs.compress, data, self.options, limiter=self._limiter
+            )
+        return await self._run(_compress_in_worker, data, self.options)
 
     async def _run(
         self, function: Callable[[bytes, CompressOptions], T], data: bytes, options: CompressOptions
     ) -> T:
-        if self.mode == "thread":
-            return await anyio.to_thread.run_sync(function, data, options, limiter=self._limiter)
         async with self._limiter:
             pool = self._process_pool()
             spool = self._spool
@@ -100,8 +152,8 @@ class Compressor:
             self._pool = ProcessPoolExecutor(
                 max_workers=self.workers,
                 mp_context=multiprocessing.get_context("spawn"),
-                initializer=compression_worker_init,
-                initargs=(os.getpid(),),
+                initializer=_init_worker,
+                initargs=(os.getpid(), self.codecs),
             )
         return self._pool
 

@@ -1,0 +1,253 @@
+"""The libvips codec: imgcore's image rules on pyvips, streaming and shrinking on load.
+
+libvips decodes lazily: the header is read first (dimensions, orientation, profile), so a
+decompression bomb is refused before any pixel is decoded; pixels then stream through the
+pipeline in strips (``access="sequential"``) instead of being decoded whole into memory,
+and a downscale lets the decoder skip work (``thumbnail_buffer``: JPEG decodes at 1/2, 1/4
+or 1/8 scale, WebP and AVIF at the size needed).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Final
+
+import pyvips
+from imgcore.plugin import (
+    OUTPUT_FORMATS,
+    CompressedImage,
+    CompressOptions,
+    CorruptImageError,
+    DecompressionBombError,
+    ImageError,
+    UnsupportedImageError,
+    fit_size,
+    jpeg_has_nothing_to_strip,
+    png_metadata_bomb,
+    sniff_format,
+)
+
+__all__ = ["FORMATS", "LOADERS", "VipsCodec"]
+
+LOADERS: Final[dict[str, str]] = {
+    "JPEG": "jpegload",
+    "PNG": "pngload",
+    "GIF": "gifload",
+    "WEBP": "webpload",
+    "TIFF": "tiffload",
+    "AVIF": "heifload",
+}
+"""The libvips loader each input format must be read by (BMP has none in libvips)."""
+
+FORMATS: Final = frozenset(LOADERS)
+"""Input formats this codec decodes."""
+
+# The largest side each encoder writes; checked before encoding, so that any libvips error
+# afterwards means a broken input.
+_MAX_SIDE: Final = {"JPEG": 65_535, "WEBP": 16_383, "AVIF": 65_536}
+_ROTATED: Final = frozenset({5, 6, 7, 8})
+# mozjpeg (the libjpeg in pyvips-binary) with libjpeg-turbo's behaviour: the standard
+# (Annex K) tables scaled as libjpeg scales them, no trellis quantisation, no deringing, no
+# scan optimisation. At a given quality the quantisation tables then equal Pillow's.
+_EXACT_JPEG: Final[dict[str, Any]] = {
+    "quant_table": 0,
+    "trellis_quant": False,
+    "overshoot_deringing": False,
+    "optimize_scans": False,
+    "subsample_mode": "auto",  # 4:2:0 below quality 90, as libjpeg and Pillow
+}
+# AVIF at libaom speed 8, as the Pillow codec writes it (libvips's effort is 9 - speed).
+_AVIF: Final[dict[str, Any]] = {"compression": "av1", "effort": 1}
+
+
+class VipsCodec:
+    """A :class:`imgcore.plugin.Codec` on libvips; built once per compression worker."""
+
+    def __init__(self) -> None:
+        # Each worker compresses one image at a time on one core: libvips's own threads
+        # would only compete with the other workers (VIPS_CONCURRENCY still wins).
+        if "VIPS_CONCURRENCY" not in os.environ:
+            pyvips.concurrency_set(1)
+        # Every image is new: the operation cache would only hold memory.
+        pyvips.cache_set_max(0)
+        # Loaders libvips marks untrusted (ImageMagick, PDF, MATLAB…) never run.
+        pyvips.block_untrusted_set(True)
+
+    def compress(self, data: bytes, options: CompressOptions) -> CompressedImage:
+        """``data`` decoded and encoded as ``options`` say, by imgcore's rules."""
+        source_format = sniff_format(data)
+        if source_format not in FORMATS:
+            raise UnsupportedImageError(
+                f"not an image of a format this codec decodes ({', '.join(sorted(FORMATS))})"
+            )
+        # Compressed PNG metadata under the limits Pillow enforces, so that both codecs
+        # refuse the same bodies with the same reason (libvips has no such limit to set).
+        if source_format == "PNG" and png_metadata_bomb(data):
+            raise DecompressionBombError("compressed metadata too large")
+        try:
+            return _compress(data, source_format, options)
+        except pyvips.Error as exc:
+            raise CorruptImageError(f"cannot decode {source_format}: {_first_line(exc)}") from exc
+
+
+def _compress(data: bytes, source_format: str, options: CompressOptions) -> CompressedImage:
+    head = pyvips.Image.new_from_buffer(data, "", access="sequential", fail_on="error")
+    loader = str(head.get("vips-loader"))
+    if not loader.startswith(LOADERS[source_format]):
+        raise UnsupportedImageError(f"libvips reads this {source_format} body as {loader}")
+    width, height = head.width, head.height
+    # Only the header has been read: no pixel memory allocated yet.
+    if width * height > options.max_pixels:
+        raise DecompressionBombError(
+            f"{width}x{height} is {width * height} pixels, over the limit of {options.max_pixels}"
+        )
+    orientation = _orientation(head)
+    oriented = (height, width) if orientation in _ROTATED else (width, height)
+    target = fit_size(oriented, options.max_width, options.max_height)
+    if max(target) > _MAX_SIDE[options.format]:
+        raise ImageError(f"cannot encode {target[0]}x{target[1]} as {options.format}")
+    keep_candidate = (
+        options.keep_original
+        and options.format == "JPEG"
+        and source_format == "JPEG"
+        and target == oriented
+        and orientation == 1
+        and head.interpretation in ("srgb", "b-w")
+        and head.bands in (1, 3)
+        and jpeg_has_nothing_to_strip(data)
+    )
+    if head.interpretation == "cmyk":
+        # thumbnail would convert CMYK through libvips's own profile: convert by our rule
+        # first (CMYK is rare enough to be decoded whole, rotated in memory).
+        image = pyvips.Image.new_from_buffer(data, "", fail_on="error").autorot()
+        image = _cmyk_to_srgb(image, _icc_profile(head))
+        if target != oriented:
+            image = image.thumbnail_image(target[0], height=target[1], size="force")
+    elif target != oriented:
+        # Shrink-on-load, sequential, rotated upright; "force": exactly imgcore's size.
+        # The loader's fail_on goes in option_string: thumbnail's own fail_on does not stop
+        # a truncated JPEG decoded at a reduced scale.
+        image = pyvips.Image.thumbnail_buffer(
+            data, target[0], height=target[1], size="force", option_string="fail_on=error"
+        )
+    elif orientation != 1:
+        # Rotating by 90° reads the image out of order: decode it whole, as Pillow does.
+        image = pyvips.Image.new_from_buffer(data, "", fail_on="error").autorot()
+    else:
+        image = head
+    image, icc = _to_output_mode(image, options)
+    encoded = _encode(image, icc, options)
+    media_type, extension = OUTPUT_FORMATS[options.format]
+    if keep_candidate and len(encoded) > len(data):
+        return CompressedImage(
+            data=data,
+            format="JPEG",
+            media_type=media_type,
+            extension=extension,
+            width=width,
+            height=height,
+            input_format=source_format,
+            input_width=width,
+            input_height=height,
+            input_bytes=len(data),
+            output_bytes=len(data),
+            kept_original=True,
+        )
+    return CompressedImage(
+        data=encoded,
+        format=options.format,
+        media_type=media_type,
+        extension=extension,
+        width=image.width,
+        height=image.height,
+        input_format=source_format,
+        input_width=width,
+        input_height=height,
+        input_bytes=len(data),
+        output_bytes=len(encoded),
+    )
+
+
+def _orientation(image: pyvips.Image) -> int:
+    if not image.get_typeof("orientation"):
+        return 1
+    value = image.get("orientation")
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
+def _icc_profile(image: pyvips.Image) -> bytes | None:
+    if not image.get_typeof("icc-profile-data"):
+        return None
+    icc = image.get("icc-profile-data")
+    # A profile header is 128 bytes with the "acsp" signature; anything else is junk.
+    if isinstance(icc, bytes) and len(icc) >= 128 and icc[36:40] == b"acsp":
+        return icc
+    return None
+
+
+def _to_output_mode(
+    image: pyvips.Image, options: CompressOptions
+) -> tuple[pyvips.Image, bytes | None]:
+    """``image`` as 8-bit grey or sRGB (sRGB only for WebP/AVIF), and the ICC profile that
+    still describes it."""
+    icc = _icc_profile(image)
+    if image.interpretation == "cmyk":
+        image = _cmyk_to_srgb(image, icc)
+        icc = None
+    grey = image.bands in (1, 2) and image.interpretation in ("b-w", "grey16")
+    if image.format != "uchar" or image.interpretation not in ("srgb", "b-w"):
+        # 16-bit scaled (not clipped) to 8, Lab and other spaces to sRGB.
+        image = image.colourspace("b-w" if grey else "srgb")
+    if image.hasalpha():
+        if image.bands == 2:
+            image = image.colourspace("srgb")
+        image = image.flatten(background=list(options.background_rgb())).cast("uchar")
+    if image.bands == 1 and options.format != "JPEG":
+        image = image.colourspace("srgb")
+    wanted = b"GRAY" if image.bands == 1 else b"RGB "
+    if icc is not None and icc[16:20] != wanted:
+        icc = None
+    image = image.copy()
+    if image.get_typeof("icc-profile-data"):
+        image.remove("icc-profile-data")
+    if icc is not None:
+        image.set_type(pyvips.GValue.blob_type, "icc-profile-data", icc)
+    return image, icc
+
+
+def _cmyk_to_srgb(image: pyvips.Image, icc: bytes | None) -> pyvips.Image:
+    """Through the embedded CMYK profile; without one (or a broken one) by the plain formula
+    Pillow uses, ``R = (255 - C) * (255 - K) / 255``, so that both codecs agree. The result
+    is untagged sRGB."""
+    if icc is not None and icc[16:20] == b"CMYK":
+        try:
+            return image.icc_transform("srgb", embedded=True).cast("uchar")
+        except pyvips.Error:
+            pass  # a broken profile: the plain formula below
+    cmy = 255 - image[0:3]
+    k = 255 - image[3]
+    rgb = (cmy * k / 255).rint().cast("uchar")
+    return rgb.copy(interpretation="srgb")
+
+
+def _encode(image: pyvips.Image, icc: bytes | None, options: CompressOptions) -> bytes:
+    keep = pyvips.enums.ForeignKeep.ICC if icc is not None else pyvips.enums.ForeignKeep.NONE
+    buffer: bytes
+    if options.format == "JPEG":
+        buffer = image.jpegsave_buffer(
+            Q=options.quality,
+            keep=keep,
+            optimize_coding=options.optimize,
+            interlace=options.progressive,
+            **_EXACT_JPEG,
+        )
+    elif options.format == "WEBP":
+        buffer = image.webpsave_buffer(Q=options.quality, keep=keep)
+    else:
+        buffer = image.heifsave_buffer(Q=options.quality, keep=keep, **_AVIF)
+    return buffer
+
+
+def _first_line(exc: pyvips.Error) -> str:
+    detail = str(getattr(exc, "detail", "") or exc).strip()
+    return detail.splitlines()[-1] if detail else str(exc)
