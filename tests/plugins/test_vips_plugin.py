@@ -11,7 +11,7 @@ from imgcore._compress import compress
 from imgcore._compression.pool import Compressor
 from imgcore._plugins import create_plugin_manager
 from imgcore.contracts import CompressOptions
-from imgcore_vips import VipsCodec
+from imgcore_vips.codec import VipsCodec
 from PIL import Image, JpegImagePlugin
 from support.images import encode
 

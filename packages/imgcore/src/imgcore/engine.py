@@ -217,7 +217,7 @@ class Engine:
         """
         async with anyio.create_task_group() as tg:
             if process:
-                self._compressor.start()
+                await self._compressor.start()
                 await tg.start(_start_executor, self.executor)
             tg.start_soon(self.dispatcher.run)
             try:

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from imgcore_vips.codec import FORMATS, VipsCodec
+from imgcore_vips.formats import FORMATS
 
-__all__ = ["FORMATS", "VipsCodec"]
+__all__ = ["FORMATS"]

@@ -27,20 +27,10 @@ from imgcore.plugin import (
     sniff_format,
 )
 
-__all__ = ["FORMATS", "LOADERS", "VipsCodec"]
+from imgcore_vips.formats import FORMATS, LOADERS
 
-LOADERS: Final[dict[str, str]] = {
-    "JPEG": "jpegload",
-    "PNG": "pngload",
-    "GIF": "gifload",
-    "WEBP": "webpload",
-    "TIFF": "tiffload",
-    "AVIF": "heifload",
-}
-"""The libvips loader each input format must be read by (BMP has none in libvips)."""
+__all__ = ["VipsCodec"]
 
-FORMATS: Final = frozenset(LOADERS)
-"""Input formats this codec decodes."""
 
 # The largest side each encoder writes; checked before encoding, so that any libvips error
 # afterwards means a broken input.

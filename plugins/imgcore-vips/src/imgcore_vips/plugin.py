@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
-from imgcore.plugin import CodecSpec, hookimpl
+from imgcore.plugin import Codec, CodecSpec, hookimpl
 
-from imgcore_vips.codec import FORMATS, VipsCodec
+from imgcore_vips.formats import FORMATS
 
-__all__ = ["VIPS", "imgcore_codecs"]
+__all__ = ["VIPS", "imgcore_codecs", "make_codec"]
+
+
+def make_codec() -> Codec:
+    """The codec, built in a compression worker: libvips is loaded there, and only there."""
+    from imgcore_vips.codec import VipsCodec
+
+    return VipsCodec()
+
 
 VIPS = CodecSpec(
     name="vips",
-    factory=VipsCodec,
+    factory=make_codec,
     formats=FORMATS,
     outputs=frozenset({"JPEG", "WEBP", "AVIF"}),
     rank=10,

@@ -8,6 +8,7 @@ an image needs them; bodies reach the workers through the
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import multiprocessing
 import os
 from collections.abc import Callable, Sequence
@@ -104,13 +105,15 @@ class Compressor:
         self._pool: ProcessPoolExecutor | None = None
         self._spool: Spool | None = None
 
-    def start(self) -> None:
-        """Start the worker processes now, so that the first image does not wait for them."""
+    async def start(self) -> None:
+        """Start the worker processes and wait until they answer, so that neither the first
+        image nor a readiness probe answered before them waits for them."""
         if self.mode == "process":
             pool = self._process_pool()
             # The pool starts a process per task submitted while none is idle.
-            for _ in range(self.workers):
-                pool.submit(sniff_format, b"")
+            warming = [pool.submit(sniff_format, b"") for _ in range(self.workers)]
+            with contextlib.suppress(BrokenProcessPool):  # rebuilt when the first image comes
+                await asyncio.gather(*(asyncio.wrap_future(future) for future in warming))
 
     async def __call__(self, data: bytes) -> CompressedImage:
         """Compress ``data`` on a worker; raises :class:`imgcore.errors.ImageError`."""
