@@ -14,10 +14,10 @@ from PIL import Image, ImageCms, ImageColor, JpegImagePlugin
 
 from imgcore.contracts import (
     ALLOWED_FORMATS,
-    OUTPUT_FORMATS,
     CompressedImage,
     CompressOptions,
     OutputFormat,
+    compressed_image,
     fit_size,
     jpeg_has_nothing_to_strip,
     sniff_format,
@@ -141,34 +141,14 @@ def _compress_open(
     if out.size != target:
         out = out.resize(target, Image.Resampling.LANCZOS, reducing_gap=2.0)
     encoded = _encode(out, icc, options.format, options.quality, _encoder_params(options))
-    media_type, extension = OUTPUT_FORMATS[options.format]
-    if keep_candidate and len(encoded) > len(data):
-        return CompressedImage(
-            data=data,
-            format="JPEG",
-            media_type=media_type,
-            extension=extension,
-            width=width,
-            height=height,
-            input_format=source_format,
-            input_width=width,
-            input_height=height,
-            input_bytes=len(data),
-            output_bytes=len(data),
-            kept_original=True,
-        )
-    return CompressedImage(
-        data=encoded,
-        format=options.format,
-        media_type=media_type,
-        extension=extension,
-        width=out.width,
-        height=out.height,
-        input_format=source_format,
-        input_width=width,
-        input_height=height,
-        input_bytes=len(data),
-        output_bytes=len(encoded),
+    return compressed_image(
+        data,
+        encoded,
+        options=options,
+        source_format=source_format,
+        source_size=(width, height),
+        size=out.size,
+        keep_candidate=keep_candidate,
     )
 
 

@@ -14,13 +14,13 @@ from typing import Any, Final
 
 import pyvips
 from imgcore.plugin import (
-    OUTPUT_FORMATS,
     CompressedImage,
     CompressOptions,
     CorruptImageError,
     DecompressionBombError,
     ImageError,
     UnsupportedImageError,
+    compressed_image,
     fit_size,
     jpeg_has_nothing_to_strip,
     png_metadata_bomb,
@@ -127,34 +127,14 @@ def _compress(data: bytes, source_format: str, options: CompressOptions) -> Comp
         image = head
     image, icc = _to_output_mode(image, options)
     encoded = _encode(image, icc, options)
-    media_type, extension = OUTPUT_FORMATS[options.format]
-    if keep_candidate and len(encoded) > len(data):
-        return CompressedImage(
-            data=data,
-            format="JPEG",
-            media_type=media_type,
-            extension=extension,
-            width=width,
-            height=height,
-            input_format=source_format,
-            input_width=width,
-            input_height=height,
-            input_bytes=len(data),
-            output_bytes=len(data),
-            kept_original=True,
-        )
-    return CompressedImage(
-        data=encoded,
-        format=options.format,
-        media_type=media_type,
-        extension=extension,
-        width=image.width,
-        height=image.height,
-        input_format=source_format,
-        input_width=width,
-        input_height=height,
-        input_bytes=len(data),
-        output_bytes=len(encoded),
+    return compressed_image(
+        data,
+        encoded,
+        options=options,
+        source_format=source_format,
+        source_size=(width, height),
+        size=(image.width, image.height),
+        keep_candidate=keep_candidate,
     )
 
 
