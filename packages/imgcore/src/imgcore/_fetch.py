@@ -26,7 +26,7 @@ from yarl import URL
 
 from imgcore._compress import sniff_format
 from imgcore._http import guarded_client
-from imgcore._netguard import AllowList, check_url
+from imgcore._netguard import AllowList, check_url, invalid_url
 from imgcore._version import __version__
 from imgcore.errors import BlockedAddressError, FetchError
 
@@ -138,10 +138,6 @@ class _Body:
     data: bytes
     content_type: str | None
     status: int
-
-
-def _invalid(url: str, why: str) -> FetchError:
-    return FetchError(f"{why}: {url}", reason="invalid_url", url=url)
 
 
 def _too_large(url: str, limit: int) -> FetchError:
@@ -381,7 +377,7 @@ class Fetcher:
                 transient=not _is_tls_failure(exc),
             ) from exc
         except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
-            raise _invalid(str(url), f"invalid URL ({exc})") from exc
+            raise invalid_url(str(url), f"invalid URL ({exc})") from exc
         except httpx.HTTPError as exc:
             raise FetchError(
                 f"transfer failed ({exc!r}): {url}", reason="protocol_error", transient=True

@@ -30,6 +30,7 @@ __all__ = [
     "check_host",
     "check_ip",
     "check_url",
+    "invalid_url",
     "is_public_address",
     "resolve_checked",
     "validate_webhook_url",
@@ -214,7 +215,8 @@ def check_addresses(host: str, addresses: Iterable[str], allow: AllowList) -> li
     return unique
 
 
-def _invalid(url: str, why: str) -> FetchError:
+def invalid_url(url: str, why: str) -> FetchError:
+    """The error for a URL the guard refuses as malformed (reason ``invalid_url``)."""
     return FetchError(f"{why}: {url}", reason="invalid_url", url=url)
 
 
@@ -240,7 +242,7 @@ def check_host(host: str, url: str, allow: AllowList) -> None:
     except OSError:
         return  # a host name: its addresses are checked when it is resolved
     # What each of these means depends on who parses it, so no parser gets to decide.
-    raise _invalid(url, f"{host!r} is not a canonical IPv4 address")
+    raise invalid_url(url, f"{host!r} is not a canonical IPv4 address")
 
 
 def check_url(url: str | URL, allow: AllowList) -> URL:
@@ -253,17 +255,17 @@ def check_url(url: str | URL, allow: AllowList) -> URL:
         parsed = url if isinstance(url, URL) else URL(url)
         port = parsed.port
     except (ValueError, TypeError) as exc:
-        raise _invalid(str(url), f"invalid URL ({exc})") from None
+        raise invalid_url(str(url), f"invalid URL ({exc})") from None
     text = str(url)
     if parsed.scheme not in ("http", "https"):
-        raise _invalid(text, "only http and https URLs can be fetched")
+        raise invalid_url(text, "only http and https URLs can be fetched")
     host = parsed.raw_host
     if not host:
-        raise _invalid(text, "URL has no host")
+        raise invalid_url(text, "URL has no host")
     if parsed.raw_user is not None or parsed.raw_password is not None:
-        raise _invalid(text, "URL carries credentials")
+        raise invalid_url(text, "URL carries credentials")
     if port is not None and not 0 < port < 65536:
-        raise _invalid(text, "URL port out of range")
+        raise invalid_url(text, "URL port out of range")
     check_host(host, text, allow)
     return parsed
 

@@ -22,7 +22,15 @@ from imgcore._fetch import Fetcher, FetchError
 from imgcore._notify.planning import plan_deliveries
 from imgcore._thumbnails import THUMBNAIL_EXTENSION
 from imgcore.config import Config
-from imgcore.contracts import Claim, ImageEnded, Notifier, Settlement, Storage, image_key
+from imgcore.contracts import (
+    OUTPUT_FORMATS,
+    Claim,
+    ImageEnded,
+    Notifier,
+    Settlement,
+    Storage,
+    image_key,
+)
 from imgcore.errors import StorageError
 from imgcore.states import ImageStatus
 
@@ -147,7 +155,7 @@ class Pipeline:
     async def _fail(self, claim: Claim, reason: str, message: str, started: float) -> None:
         # An earlier attempt may have stored an output (in any format) or a thumbnail before
         # dying: a failed image keeps no object.
-        for extension in (".jpg", ".webp", ".avif", THUMBNAIL_EXTENSION):
+        for extension in (*(ext for _, ext in OUTPUT_FORMATS.values()), THUMBNAIL_EXTENSION):
             try:
                 await self.storage.delete(storage_key(claim, extension))
             except Exception:
