@@ -124,3 +124,19 @@ def peak_rss_mb_of_children() -> float:
     import resource
 
     return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+
+
+def wait_until_answers(proc: subprocess.Popen[bytes], url: str, seconds: float) -> None:
+    """Poll ``url`` until it answers 200; kill ``proc`` and exit if it does not in time."""
+    import httpx
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    proc.kill()
+    raise SystemExit(f"the server did not answer {url} within {seconds:g} s")

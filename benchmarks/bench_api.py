@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 import httpx
-from _bench import bench_dir, cpu_limit, free_port, make_csv, origin
+from _bench import bench_dir, cpu_limit, free_port, make_csv, origin, wait_until_answers
 
 
 def start_server(
@@ -57,15 +57,8 @@ def start_server(
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/readyz").status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise SystemExit("imgapi serve did not become ready")
+    wait_until_answers(proc, f"http://127.0.0.1:{port}/readyz", 30)
+    return proc
 
 
 def stop(server: subprocess.Popen[bytes]) -> None:

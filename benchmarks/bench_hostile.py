@@ -25,7 +25,7 @@ from pathlib import Path
 
 import httpx
 import psutil
-from _bench import free_port
+from _bench import free_port, wait_until_answers
 
 MIB = 1 << 20
 
@@ -48,16 +48,8 @@ def start(work: Path, port: int, plain: bool) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen(
         command, cwd=work, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    proc.kill()
-    raise SystemExit("the server did not come up")
+    wait_until_answers(proc, f"http://127.0.0.1:{port}/healthz", 60)
+    return proc
 
 
 def flood(port: int, head_bytes: int, sent: list[int]) -> None:
