@@ -1,9 +1,9 @@
 """The downloader: size and time limits, retries and redirects over the one guarded client.
 
-Connections go through :func:`imgcore._http.guarded_client`, the client webhooks use too,
+Requests go through :func:`imgcore._http.guarded_transport`, the transport webhooks use too,
 so the SSRF guard (:mod:`imgcore._netguard`) decides every hop. Redirects are followed by
 hand: each hop's URL is checked here first (for the error to name it), then again by the
-client's transport before it connects.
+transport before it connects.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import msgspec
 from yarl import URL
 
 from imgcore._compress import sniff_format
-from imgcore._http import guarded_client
+from imgcore._http import guarded_transport
 from imgcore._netguard import AllowList, check_url, invalid_url
 from imgcore._version import __version__
 from imgcore.errors import BlockedAddressError, FetchError
@@ -205,31 +205,40 @@ class Fetcher:
     def __init__(self, options: FetchOptions | None = None) -> None:
         self.options = options or FetchOptions()
         self._allow = AllowList.parse(self.options.allow)
-        self._http: httpx.AsyncClient | None = None
+        self._http: httpx.AsyncBaseTransport | None = None
+        self._headers = {
+            "User-Agent": self.options.user_agent,
+            "Accept": "image/avif,image/webp,image/*,*/*;q=0.8",
+            "Accept-Encoding": "identity",
+        }
         self._overall = anyio.Semaphore(self.options.concurrency)
         self._hosts: dict[str, _HostSlots] = {}
 
-    def _client(self) -> httpx.AsyncClient:
+    def _transport(self) -> httpx.AsyncBaseTransport:
         if self._http is None:
-            opts = self.options
-            self._http = guarded_client(
+            # Our semaphores bound the requests in flight, so the pool need not.
+            self._http = guarded_transport(
                 self._allow,
-                timeout=httpx.Timeout(
-                    connect=opts.connect_timeout,
-                    read=opts.read_timeout,
-                    write=opts.read_timeout,
-                    pool=opts.connect_timeout,
-                ),
-                # Our semaphores bound the requests in flight, so the pool need not.
                 limits=httpx.Limits(max_connections=None, keepalive_expiry=15.0),
                 pool="aiohttp",  # its C parser reads a body for a fraction of httpcore's CPU
-                headers={
-                    "User-Agent": opts.user_agent,
-                    "Accept": "image/avif,image/webp,image/*,*/*;q=0.8",
-                    "Accept-Encoding": "identity",
-                },
             )
         return self._http
+
+    def _request(self, url: URL) -> httpx.Request:
+        opts = self.options
+        return httpx.Request(
+            "GET",
+            str(url),
+            headers=self._headers,
+            extensions={
+                "timeout": {
+                    "connect": opts.connect_timeout,
+                    "read": opts.read_timeout,
+                    "write": opts.read_timeout,
+                    "pool": opts.connect_timeout,
+                }
+            },
+        )
 
     async def __aenter__(self) -> Fetcher:
         return self
@@ -243,10 +252,10 @@ class Fetcher:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the shared client and its connections."""
+        """Close the shared transport and its connections."""
         if self._http is not None:
-            client, self._http = self._http, None
-            await client.aclose()
+            transport, self._http = self._http, None
+            await transport.aclose()
 
     async def fetch(self, url: str, *, deadline: float | None = None) -> FetchedImage:
         """Download ``url``, retrying transient failures; raises :class:`FetchError`.
@@ -346,7 +355,8 @@ class Fetcher:
         """One GET: the body, or the URL a redirect points to."""
         opts = self.options
         try:
-            async with self._client().stream("GET", str(url)) as response:
+            response = await self._transport().handle_async_request(self._request(url))
+            try:
                 location = response.headers.get("location")
                 if response.status_code in _REDIRECTS and location:
                     return self._redirect_target(url, location)
@@ -358,6 +368,8 @@ class Fetcher:
                     content_type=response.headers.get("content-type"),
                     status=response.status_code,
                 )
+            finally:
+                await response.aclose()
         except httpx.ConnectTimeout as exc:
             raise FetchError(
                 f"connect timed out after {opts.connect_timeout} s: {url}",

@@ -1,10 +1,12 @@
 """The one HTTP client factory: httpx, behind the network guard, for downloads and webhooks.
 
-Image downloads and webhooks both use :func:`guarded_client`; httpx is the client API.
-Downloads run it on `httpx-aiohttp`'s transport, whose aiohttp C parser keeps the CPU of
-reading an image body low (docs/performance.md). Webhooks run it on httpcore, httpx's own
-connection pool: it reads the status of a sloppy answer (a 204 with a body) that aiohttp's
-strict parser refuses, and only the status of a webhook answer matters.
+httpx is the client API, and :func:`guarded_transport` the one way out. Webhooks send
+through :func:`guarded_client` (an ``httpx.AsyncClient`` on it) over httpcore, httpx's own
+pool: it reads the status of a sloppy answer (a 204 with a body) that aiohttp's strict
+parser refuses, and only the status of a webhook answer matters. Downloads hand their
+requests straight to the transport, over aiohttp: its C parser reads an image body for a
+fraction of httpcore's CPU, and a download needs none of the client's per-request work (it
+follows redirects by hand and keeps no cookies); docs/performance.md has the figures.
 
 The guard's rules live in :mod:`imgcore._netguard`; this module makes every connection obey
 them, through public seams only:
@@ -34,11 +36,10 @@ import aiohttp.abc
 import anyio
 import httpcore
 import httpx
-from httpx_aiohttp import AiohttpTransport
 
 from imgcore._netguard import AllowList, check_url, resolve_checked
 
-__all__ = ["GuardedResolver", "guarded_client"]
+__all__ = ["GuardedResolver", "guarded_client", "guarded_transport"]
 
 
 class GuardedResolver(aiohttp.abc.AbstractResolver):
@@ -68,34 +69,105 @@ class GuardedResolver(aiohttp.abc.AbstractResolver):
         """Nothing to release: resolution runs on anyio's resolver."""
 
 
-def _remapped(exc: httpx.TransportError) -> httpx.TransportError:
-    # httpx-aiohttp 0.2 maps every aiohttp.ClientConnectionError, a refused or dropped
-    # connection included, to ConnectTimeout; the aiohttp error it chains says which it was.
-    cause = exc.__cause__
-    if (
-        not isinstance(exc, httpx.ConnectTimeout)
-        or not isinstance(cause, aiohttp.ClientConnectionError)
-        or isinstance(cause, TimeoutError)
-    ):
-        return exc
-    if isinstance(cause, aiohttp.ClientConnectorError):
-        return httpx.ConnectError(str(exc))
-    return httpx.ReadError(str(exc))
+def _transport_error(exc: aiohttp.ClientError | TimeoutError) -> httpx.TransportError:
+    # httpx's exception for aiohttp's, most specific first, as httpx's own transport raises them.
+    message = str(exc) or type(exc).__name__
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return httpx.ConnectTimeout(message)
+    if isinstance(exc, TimeoutError):
+        return httpx.ReadTimeout(message)
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return httpx.ConnectError(message)
+    if isinstance(exc, aiohttp.InvalidURL):
+        return httpx.UnsupportedProtocol(message)
+    if isinstance(exc, aiohttp.ClientResponseError):
+        return httpx.RemoteProtocolError(message)
+    if isinstance(exc, aiohttp.ClientConnectionError | aiohttp.ClientPayloadError):
+        return httpx.ReadError(message)
+    return httpx.TransportError(message)
 
 
-class _RemappedStream(httpx.AsyncByteStream):
-    def __init__(self, inner: httpx.AsyncByteStream) -> None:
-        self._inner = inner
+@contextlib.contextmanager
+def _aiohttp_errors() -> Iterator[None]:
+    try:
+        yield
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise _transport_error(exc) from exc
+
+
+class _AiohttpStream(httpx.AsyncByteStream):
+    def __init__(self, response: aiohttp.ClientResponse) -> None:
+        self._response = response
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
-        try:
-            async for chunk in self._inner:
+        # Whatever has arrived, in one piece: a fixed chunk size would cost a trip through
+        # every layer per 16 KiB of an image body.
+        with _aiohttp_errors():
+            async for chunk in self._response.content.iter_any():
                 yield chunk
-        except httpx.TransportError as exc:
-            raise _remapped(exc) from exc.__cause__
 
     async def aclose(self) -> None:
-        await self._inner.aclose()
+        # A body read to the end has already given its connection back; one cut short closes it.
+        self._response.release()
+
+
+class _AiohttpTransport(httpx.AsyncBaseTransport):
+    """httpx on an aiohttp pool whose resolver is guarded (aiohttp's public seam)."""
+
+    def __init__(self, allow: AllowList, limits: httpx.Limits) -> None:
+        self._allow = allow
+        self._limits = limits
+        self._session: aiohttp.ClientSession | None = None
+
+    def _open(self) -> aiohttp.ClientSession:
+        # On the first request: a session belongs to the running loop.
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(
+                    limit=self._limits.max_connections or 0,
+                    limit_per_host=0,
+                    keepalive_timeout=self._limits.keepalive_expiry,
+                    resolver=GuardedResolver(self._allow),
+                    ssl=httpx.create_ssl_context(),
+                ),
+                # Bodies are read raw (decoded by the caller, under its limits); cookies never kept.
+                auto_decompress=False,
+                cookie_jar=aiohttp.DummyCookieJar(),
+                trust_env=False,
+            )
+        return self._session
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        """Send ``request``; its ``timeout`` extension bounds connecting and each read."""
+        timeout = request.extensions.get("timeout", {})
+        body = await request.aread()
+        with _aiohttp_errors():
+            response = await self._open().request(
+                request.method,
+                str(request.url),
+                headers=request.headers.multi_items(),
+                data=body or None,
+                allow_redirects=False,
+                compress=None,
+                timeout=aiohttp.ClientTimeout(
+                    total=None,
+                    sock_connect=timeout.get("connect"),
+                    sock_read=timeout.get("read"),
+                ),
+            )
+        return httpx.Response(
+            status_code=response.status,
+            headers=response.raw_headers,
+            stream=_AiohttpStream(response),
+            request=request,
+            extensions={"http_version": b"HTTP/1.1"},
+        )
+
+    async def aclose(self) -> None:
+        """Close the session and its connections."""
+        if self._session is not None:
+            session, self._session = self._session, None
+            await session.close()
 
 
 class _GuardedTransport(httpx.AsyncBaseTransport):
@@ -108,13 +180,7 @@ class _GuardedTransport(httpx.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """The answer to ``request``, if the guard lets its URL through."""
         check_url(str(request.url), self._allow)
-        try:
-            response = await self._inner.handle_async_request(request)
-        except httpx.TransportError as exc:
-            raise _remapped(exc) from exc.__cause__
-        if isinstance(response.stream, httpx.AsyncByteStream):
-            response.stream = _RemappedStream(response.stream)
-        return response
+        return await self._inner.handle_async_request(request)
 
     async def aclose(self) -> None:
         """Close the inner transport and its connections."""
@@ -243,24 +309,23 @@ class _HttpcoreTransport(httpx.AsyncBaseTransport):
         await self._pool.aclose()
 
 
-def _aiohttp_transport(allow: AllowList, limits: httpx.Limits) -> AiohttpTransport:
-    def session() -> aiohttp.ClientSession:
-        # Called by the transport on its first request: a session belongs to a running loop.
-        return aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(
-                limit=limits.max_connections or 0,
-                limit_per_host=0,
-                keepalive_timeout=limits.keepalive_expiry,
-                resolver=GuardedResolver(allow),
-                ssl=httpx.create_ssl_context(),
-            ),
-            # Bodies are read raw (decoded by the caller, under its limits); cookies never kept.
-            auto_decompress=False,
-            cookie_jar=aiohttp.DummyCookieJar(),
-            trust_env=False,
-        )
+def guarded_transport(
+    allow: AllowList,
+    *,
+    limits: httpx.Limits | None = None,
+    pool: Literal["aiohttp", "httpcore"] = "httpcore",
+) -> httpx.AsyncBaseTransport:
+    """An httpx transport that connects only to public or allowed addresses.
 
-    return AiohttpTransport(client=session, trust_env=False)
+    ``pool`` is what carries the requests: ``httpcore`` (httpx's own, lenient) or
+    ``aiohttp`` (fast bodies, strict parser: for downloads). On aiohttp, only
+    ``limits.max_connections`` (None: unbounded) and ``keepalive_expiry`` apply.
+    """
+    limits = limits or httpx.Limits()
+    inner: httpx.AsyncBaseTransport = (
+        _AiohttpTransport(allow, limits) if pool == "aiohttp" else _HttpcoreTransport(allow, limits)
+    )
+    return _GuardedTransport(allow, inner)
 
 
 def guarded_client(
@@ -271,20 +336,9 @@ def guarded_client(
     headers: Mapping[str, str] | None = None,
     pool: Literal["aiohttp", "httpcore"] = "httpcore",
 ) -> httpx.AsyncClient:
-    """An httpx client that connects only to public or allowed addresses.
-
-    ``pool`` is what carries the requests: ``httpcore`` (httpx's own, lenient) or
-    ``aiohttp`` (fast bodies, strict parser: for downloads). On aiohttp, only
-    ``limits.max_connections`` (None: unbounded) and ``keepalive_expiry`` apply.
-    """
-    limits = limits or httpx.Limits()
-    inner: httpx.AsyncBaseTransport = (
-        _aiohttp_transport(allow, limits)
-        if pool == "aiohttp"
-        else _HttpcoreTransport(allow, limits)
-    )
+    """An httpx client on :func:`guarded_transport` (``pool`` and ``limits`` are its)."""
     return httpx.AsyncClient(
-        transport=_GuardedTransport(allow, inner),
+        transport=guarded_transport(allow, limits=limits, pool=pool),
         timeout=timeout,
         headers=headers,
         cookies=CookieJar(DefaultCookiePolicy(allowed_domains=[])),
