@@ -65,10 +65,15 @@ def test_the_codec_setting_is_read_from_the_environment() -> None:
     assert Config.from_env({}).codec == ""
 
 
-def test_quality_mode_exact_is_the_default_and_visual_is_not_yet_accepted() -> None:
-    assert Config.from_env({}).compress_options().quality_mode == "exact"
+def test_quality_mode_visual_is_the_default_and_exact_can_be_chosen() -> None:
+    assert Config.from_env({}).compress_options().quality_mode == "visual"
+    exact = Config.from_env({"IMGCORE_QUALITY_MODE": "exact"})
+    assert exact.compress_options().quality_mode == "exact"
+
+
+def test_an_unknown_quality_mode_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="IMGCORE_QUALITY_MODE"):
-        Config.from_env({"IMGCORE_QUALITY_MODE": "visual"})
+        Config.from_env({"IMGCORE_QUALITY_MODE": "pretty"})
 
 
 @pytest.mark.parametrize(

@@ -18,6 +18,7 @@ from imgcore.contracts import (
     CompressOptions,
     OutputFormat,
     compressed_image,
+    encoder_setting,
     fit_size,
     jpeg_has_nothing_to_strip,
     sniff_format,
@@ -50,6 +51,14 @@ __all__ = [
 # Speed 8: libavif's default (6) costs far more time for few bytes (docs/performance.md). One
 # thread per encode because callers already run one compress() per core.
 _AVIF_PARAMS: Final[dict[str, Any]] = {"speed": 8, "max_threads": 1}
+# Visual quality: the setting at which each of Pillow's encoders gives libjpeg's look at a
+# quality (benchmarks/bench_quality.py; docs/codecs.md has the table). libjpeg's JPEG is the
+# look itself.
+VISUAL_CALIBRATION: Final[dict[str, dict[int, int]]] = {
+    "JPEG": {50: 50},
+    "WEBP": {50: 72},
+    "AVIF": {50: 50},
+}
 _ROTATED: Final = frozenset({5, 6, 7, 8})  # EXIF orientations that swap width and height
 # EXIF orientation → the transposition that shows the image upright (as ImageOps.exif_transpose).
 _TRANSPOSE: Final = {
@@ -140,7 +149,7 @@ def _compress_open(
     out, icc = _to_output_mode(im, icc, options)
     if out.size != target:
         out = out.resize(target, Image.Resampling.LANCZOS, reducing_gap=2.0)
-    encoded = _encode(out, icc, options.format, options.quality, _encoder_params(options))
+    encoded = _encode(out, icc, options.format, _quality(options), _encoder_params(options))
     return compressed_image(
         data,
         encoded,
@@ -265,6 +274,12 @@ def _to_srgb(im: Image.Image, profile: ImageCms.ImageCmsProfile) -> Image.Image:
     )
     assert converted is not None  # None only when converting in place
     return converted
+
+
+def _quality(options: CompressOptions) -> int:
+    if options.quality_mode == "exact":
+        return options.quality
+    return encoder_setting(VISUAL_CALIBRATION[options.format], options.quality)
 
 
 def _encoder_params(options: CompressOptions) -> dict[str, Any]:

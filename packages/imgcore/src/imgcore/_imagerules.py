@@ -1,15 +1,19 @@
-"""The byte-level image rules every codec shares: what a body is, how large an output may be,
-what a JPEG carries, when PNG metadata is a bomb. :mod:`imgcore.contracts` re-exports them."""
+"""The image rules every codec shares: what a body is, how large an output may be, what a
+JPEG carries, when PNG metadata is a bomb, which encoder setting gives a quality's look.
+:mod:`imgcore.contracts` re-exports them."""
 
 from __future__ import annotations
 
+import itertools
 import struct
 import zlib
+from collections.abc import Mapping
 from typing import Final
 
 __all__ = [
     "PNG_MAX_TEXT_CHUNK",
     "PNG_MAX_TEXT_MEMORY",
+    "encoder_setting",
     "fit_size",
     "jpeg_has_nothing_to_strip",
     "png_metadata_bomb",
@@ -144,3 +148,25 @@ def png_metadata_bomb(data: bytes) -> bool:
         if size > PNG_MAX_TEXT_CHUNK or total > PNG_MAX_TEXT_MEMORY:
             return True
     return False
+
+
+def encoder_setting(calibration: Mapping[int, int], quality: int) -> int:
+    """The setting at which an encoder gives the look of libjpeg at ``quality``.
+
+    ``calibration`` maps qualities to the encoder settings measured to reach their look
+    (``benchmarks/bench_quality.py``). Between two points the setting is interpolated; beyond
+    the outermost, it keeps that point's offset from the quality. Clamped to 1..100.
+    """
+    if not calibration:
+        raise ValueError("a calibration needs at least one point")
+    points = sorted(calibration.items())
+    if quality <= points[0][0]:
+        setting = quality + points[0][1] - points[0][0]
+    elif quality >= points[-1][0]:
+        setting = quality + points[-1][1] - points[-1][0]
+    else:
+        (q0, s0), (q1, s1) = next(
+            (a, b) for a, b in itertools.pairwise(points) if a[0] <= quality <= b[0]
+        )
+        setting = round(s0 + (s1 - s0) * (quality - q0) / (q1 - q0))
+    return max(1, min(100, setting))

@@ -93,12 +93,13 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     ] = ""
     quality: Annotated[int, _doc("Output quality (1-95)", ge=1, le=95)] = 50
     quality_mode: Annotated[
-        Literal["exact"],
+        Literal["visual", "exact"],
         _doc(
-            "How the quality number reaches the encoder: exact passes it as it is (the only "
-            "mode so far; visual, the same look from every codec, is planned)"
+            "What the quality number means: visual, the look libjpeg gives at that quality, "
+            "from every codec and format at its calibrated setting; exact, the number as it "
+            "is to the encoder"
         ),
-    ] = "exact"
+    ] = "visual"
     output_format: Annotated[Literal["JPEG", "WEBP", "AVIF"], _doc("Output image format")] = "JPEG"
     optimize: Annotated[
         bool, _doc("JPEG: optimise Huffman tables (about 2% smaller, slower encode)")

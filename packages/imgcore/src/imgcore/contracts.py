@@ -18,6 +18,7 @@ import anyio.abc
 import msgspec
 
 from imgcore._imagerules import (
+    encoder_setting,
     fit_size,
     jpeg_has_nothing_to_strip,
     png_metadata_bomb,
@@ -44,6 +45,7 @@ __all__ = [
     "Work",
     "check_key",
     "compressed_image",
+    "encoder_setting",
     "fit_size",
     "image_key",
     "jpeg_has_nothing_to_strip",
@@ -328,7 +330,7 @@ ALLOWED_FORMATS: Final[frozenset[str]] = frozenset(
 """Input formats imgcore accepts; a codec refuses anything else before its decoder sees it."""
 
 OutputFormat = Literal["JPEG", "WEBP", "AVIF"]
-QualityMode = Literal["exact"]
+QualityMode = Literal["visual", "exact"]
 
 OUTPUT_FORMATS: Final[dict[str, tuple[str, str]]] = {
     "JPEG": ("image/jpeg", ".jpg"),
@@ -343,8 +345,10 @@ class CompressOptions(msgspec.Struct, frozen=True, kw_only=True):
 
     quality: int = 50
     """Encoder quality, 1..95."""
-    quality_mode: QualityMode = "exact"
-    """How ``quality`` reaches the encoder: ``exact`` passes the number as it is."""
+    quality_mode: QualityMode = "visual"
+    """How ``quality`` reaches the encoder: ``visual``, the look libjpeg gives at that
+    quality, each encoder at its calibrated setting (:func:`encoder_setting`); ``exact``,
+    the number as it is."""
     format: OutputFormat = "JPEG"
     """Output format."""
     optimize: bool = False
@@ -368,8 +372,10 @@ class CompressOptions(msgspec.Struct, frozen=True, kw_only=True):
 
         if isinstance(self.quality, bool) or not 1 <= self.quality <= 95:
             raise InvalidOptionsError(f"quality must be 1..95, not {self.quality!r}")
-        if self.quality_mode != "exact":
-            raise InvalidOptionsError(f"quality_mode must be 'exact', not {self.quality_mode!r}")
+        if self.quality_mode not in ("visual", "exact"):
+            raise InvalidOptionsError(
+                f"quality_mode must be 'visual' or 'exact', not {self.quality_mode!r}"
+            )
         if self.format not in OUTPUT_FORMATS:
             raise InvalidOptionsError(
                 f"format must be one of {sorted(OUTPUT_FORMATS)}, not {self.format!r}"

@@ -21,6 +21,7 @@ from imgcore.plugin import (
     ImageError,
     UnsupportedImageError,
     compressed_image,
+    encoder_setting,
     fit_size,
     jpeg_has_nothing_to_strip,
     png_metadata_bomb,
@@ -48,6 +49,24 @@ _EXACT_JPEG: Final[dict[str, Any]] = {
 }
 # AVIF at libaom speed 8, as the Pillow codec writes it (libvips's effort is 9 - speed).
 _AVIF: Final[dict[str, Any]] = {"compression": "av1", "effort": 1}
+# Visual quality: mozjpeg's own table and Huffman optimisation (fewer bytes for libjpeg's
+# look than libjpeg-turbo), without trellis quantisation (a few % fewer bytes for many times
+# the encode time), at the setting measured to give libjpeg's look at a quality
+# (benchmarks/bench_quality.py; docs/codecs.md has the table). WebP and AVIF run the
+# libraries Pillow's encoders run, at the same calibration.
+_VISUAL_JPEG: Final[dict[str, Any]] = {
+    "quant_table": 3,
+    "trellis_quant": False,
+    "overshoot_deringing": False,
+    "optimize_scans": False,
+    "optimize_coding": True,
+    "subsample_mode": "auto",
+}
+VISUAL_CALIBRATION: Final[dict[str, dict[int, int]]] = {
+    "JPEG": {50: 55},
+    "WEBP": {50: 72},
+    "AVIF": {50: 50},
+}
 
 
 class VipsCodec:
@@ -202,19 +221,24 @@ def _cmyk_to_srgb(image: pyvips.Image, icc: bytes | None) -> pyvips.Image:
 
 def _encode(image: pyvips.Image, icc: bytes | None, options: CompressOptions) -> bytes:
     keep = pyvips.enums.ForeignKeep.ICC if icc is not None else pyvips.enums.ForeignKeep.NONE
+    exact = options.quality_mode == "exact"
+    quality = (
+        options.quality
+        if exact
+        else encoder_setting(VISUAL_CALIBRATION[options.format], options.quality)
+    )
     buffer: bytes
     if options.format == "JPEG":
-        buffer = image.jpegsave_buffer(
-            Q=options.quality,
-            keep=keep,
-            optimize_coding=options.optimize,
-            interlace=options.progressive,
-            **_EXACT_JPEG,
+        jpeg = (
+            {**_EXACT_JPEG, "optimize_coding": options.optimize}
+            if exact
+            else {**_VISUAL_JPEG, "optimize_coding": True}
         )
+        buffer = image.jpegsave_buffer(Q=quality, keep=keep, interlace=options.progressive, **jpeg)
     elif options.format == "WEBP":
-        buffer = image.webpsave_buffer(Q=options.quality, keep=keep)
+        buffer = image.webpsave_buffer(Q=quality, keep=keep)
     else:
-        buffer = image.heifsave_buffer(Q=options.quality, keep=keep, **_AVIF)
+        buffer = image.heifsave_buffer(Q=quality, keep=keep, **_AVIF)
     return buffer
 
 
