@@ -56,8 +56,8 @@ _AVIF_PARAMS: Final[dict[str, Any]] = {"speed": 8, "max_threads": 1}
 # look itself.
 VISUAL_CALIBRATION: Final[dict[str, dict[int, int]]] = {
     "JPEG": {50: 50},
-    "WEBP": {50: 72},
-    "AVIF": {50: 50},
+    "WEBP": {30: 42, 50: 72, 80: 88},
+    "AVIF": {30: 39, 50: 50, 80: 68},
 }
 _ROTATED: Final = frozenset({5, 6, 7, 8})  # EXIF orientations that swap width and height
 # EXIF orientation → the transposition that shows the image upright (as ImageOps.exif_transpose).

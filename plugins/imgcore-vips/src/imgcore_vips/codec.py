@@ -63,9 +63,9 @@ _VISUAL_JPEG: Final[dict[str, Any]] = {
     "subsample_mode": "auto",
 }
 VISUAL_CALIBRATION: Final[dict[str, dict[int, int]]] = {
-    "JPEG": {50: 55},
-    "WEBP": {50: 72},
-    "AVIF": {50: 50},
+    "JPEG": {30: 33, 50: 55, 80: 79},
+    "WEBP": {30: 42, 50: 72, 80: 88},
+    "AVIF": {30: 39, 50: 50, 80: 68},
 }
 
 
