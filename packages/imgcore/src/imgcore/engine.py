@@ -40,6 +40,7 @@ from imgcore.config import Config, ConfigError
 from imgcore.contracts import Executor, Notifier, Storage, Work
 from imgcore.errors import ImageNotFoundError, OutOfRangeError, RequestNotFoundError, StorageError
 from imgcore.models import DeliveryInfo, ProductInfo, ProductProgress, RequestInfo, output_url
+from imgcore.presets import Preset, load_presets, recorded_preset, resolve_preset
 from imgcore.states import ImageStatus
 
 __all__ = [
@@ -115,11 +116,16 @@ class Engine:
         ]
         self.owner = owner or _worker_name()
         workers = self.config.workers or os.cpu_count() or 1
+        codecs = select_codecs(self.pm, self.config.codec)
+        self.presets = load_presets(
+            self.config, outputs=frozenset().union(*(spec.outputs for spec in codecs))
+        )
+        """The presets a request may choose, by name: ``default``, ``catalog``, the file's."""
         self._compressor = Compressor(
             self.config.compress_options(),
             workers=workers,
             mode=self.config.compress_pool,
-            codecs=select_codecs(self.pm, self.config.codec),
+            codecs=codecs,
         )
         self.fetcher = Fetcher(self.config.fetch_options())
         self.dispatcher = Dispatcher(
@@ -233,14 +239,18 @@ class Engine:
         *,
         webhook_url: str | None = None,
         filename: str | None = None,
+        preset: str | None = None,
     ) -> UUID:
         """Validate and store a CSV in one transaction; returns the new request's id.
 
-        Raises :class:`imgcore.CsvValidationError` (and stores nothing) when the CSV
+        ``preset`` names one of :attr:`presets` (``None``: ``default``); its whole definition
+        is recorded with the request. Raises :class:`imgcore.UnknownPresetError` for another
+        name, :class:`imgcore.CsvValidationError` (and stores nothing) when the CSV
         is invalid. The input is validated while it streams in — a bad file fails as soon as
         the problem arrives — and spooled; rows are inserted once the whole file is valid, so
         a slow upload never holds a database transaction (on SQLite, the write lock) open.
         """
+        chosen = resolve_preset(self.presets, preset)
         if webhook_url is not None:
             await self.validate_webhook_url(webhook_url)
         limits = self.config.csv_limits()
@@ -255,7 +265,7 @@ class Engine:
                 await anyio.to_thread.run_sync(take, chunk)
             checker.finish()  # raises CsvValidationError: nothing was stored
             spool.seek(0)
-            request_id = await self._insert(spool, checker.header, webhook_url, filename)
+            request_id = await self._insert(spool, checker.header, webhook_url, filename, chosen)
         await self.executor.submitted(request_id)
         return request_id
 
@@ -265,6 +275,7 @@ class Engine:
         header: CsvHeader | None,
         webhook_url: str | None,
         filename: str | None,
+        preset: Preset,
     ) -> UUID:
         assert header is not None  # finish() raised otherwise
         request_id = uuid.uuid4()
@@ -278,6 +289,7 @@ class Engine:
                 filename=filename,
                 webhook_url=webhook_url,
                 now=now,
+                preset=msgspec.to_builtins(preset),
             )
             total_products = total_images = 0
             for rows in batches:
@@ -523,7 +535,12 @@ class Engine:
         rid = _as_uuid(request_id)
 
         def delete(conn: sa.Connection) -> tuple[list[str], bool]:
-            return queries.storage_keys(conn, rid), queries.delete_request(conn, rid)
+            keys, attempted = queries.storage_keys(conn, rid)
+            _, recorded = queries.get_preset(conn, rid)
+            # What an unfinished attempt may have written: the keys its preset fixes.
+            preset = recorded_preset(recorded, self.config)
+            keys += [key for image in attempted for key in preset.keys(rid, image)]
+            return list(dict.fromkeys(keys)), queries.delete_request(conn, rid)
 
         keys, deleted = await self.database.write(delete)
         for key in keys:

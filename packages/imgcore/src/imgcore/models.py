@@ -39,6 +39,8 @@ class RequestInfo(msgspec.Struct, frozen=True, kw_only=True):
     updated_at: datetime
     finished_at: datetime | None
     columns: tuple[str, ...] = ()
+    preset: str = "default"
+    """The name of the preset the request chose (its definition is recorded with it)."""
 
     @property
     def pending(self) -> int:

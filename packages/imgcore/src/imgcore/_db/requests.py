@@ -36,6 +36,7 @@ __all__ = [
     "create_request",
     "delete_request",
     "get_header",
+    "get_preset",
     "list_requests",
     "read_product_page",
     "read_progress_page",
@@ -54,11 +55,13 @@ def create_request(
     filename: str | None,
     webhook_url: str | None,
     now: datetime,
+    preset: dict[str, Any] | None = None,
 ) -> None:
     """Insert a request with no rows yet (totals are set once every row is in)."""
     conn.execute(
         requests.insert().values(
             id=request_id,
+            preset=preset,
             status=RequestStatus.PENDING.value,
             webhook_url=webhook_url,
             filename=filename,
@@ -139,6 +142,7 @@ def _request_info(row: sa.Row[Any]) -> RequestInfo:
         updated_at=row.updated_at,
         finished_at=row.finished_at,
         columns=tuple(row.header.get("columns", ())),
+        preset=row.preset["name"] if isinstance(row.preset, dict) else "default",
     )
 
 
@@ -155,6 +159,15 @@ def get_header(conn: sa.Connection, request_id: UUID) -> dict[str, Any] | None:
     """The input CSV header a request was submitted with (as stored by ``create_request``)."""
     header = (conn.execute(sa.select(_R.header).where(_R.id == request_id))).scalar_one_or_none()
     return header if isinstance(header, dict) else None
+
+
+def get_preset(conn: sa.Connection, request_id: UUID) -> tuple[bool, dict[str, Any] | None]:
+    """``(found, preset)``: the preset definition a request recorded (``None``: stored before
+    presets); ``found`` is False for an unknown request."""
+    row = conn.execute(sa.select(_R.preset).where(_R.id == request_id)).first()
+    if row is None:
+        return False, None
+    return True, row.preset if isinstance(row.preset, dict) else None
 
 
 def list_requests(
@@ -360,17 +373,30 @@ def retry_failed(conn: sa.Connection, request_id: UUID, *, now: datetime) -> int
     return count
 
 
-def storage_keys(conn: sa.Connection, request_id: UUID) -> list[str]:
-    """Every stored object key of a request (outputs and thumbnails)."""
+def storage_keys(conn: sa.Connection, request_id: UUID) -> tuple[list[str], list[int]]:
+    """Every recorded object key of a request (outputs, variants and thumbnails), and the
+    ids of its images that were claimed but have not ended done (an attempt may have written
+    their keys, which the caller derives from the request's preset)."""
     rows = (
         conn.execute(
-            sa.select(_I.storage_key, _I.thumbnail_key).where(
+            sa.select(_I.id, _I.status, _I.storage_key, _I.thumbnail_key, _I.variants).where(
                 _I.request_id == request_id,
-                sa.or_(_I.storage_key.is_not(None), _I.thumbnail_key.is_not(None)),
+                sa.or_(
+                    _I.storage_key.is_not(None),
+                    _I.thumbnail_key.is_not(None),
+                    _I.attempts > 0,
+                ),
             )
         )
     ).all()
-    return [key for row in rows for key in (row.storage_key, row.thumbnail_key) if key]
+    keys: list[str] = []
+    attempted: list[int] = []
+    for row in rows:
+        keys.extend(key for key in (row.storage_key, row.thumbnail_key) if key)
+        keys.extend(v["key"] for v in row.variants or ())
+        if row.status != ImageStatus.DONE.value:
+            attempted.append(row.id)
+    return list(dict.fromkeys(keys)), attempted
 
 
 def delete_request(conn: sa.Connection, request_id: UUID) -> bool:
