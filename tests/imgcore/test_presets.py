@@ -88,7 +88,7 @@ def test_an_invalid_file_is_a_config_error_that_says_where(text: str, message: s
 
 
 def test_a_missing_file_is_a_config_error(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="IMGCORE_PRESETS_FILE=.*cannot be read"):
+    with pytest.raises(ConfigError, match=r"IMGCORE_PRESETS_FILE=.*cannot be read"):
         load_presets(Config(presets_file=str(tmp_path / "nope.toml")))
 
 

@@ -24,13 +24,14 @@ import sqlalchemy as sa
 from imgcore._clock import utcnow
 from imgcore._codecs import select_codecs
 from imgcore._compression.pool import Compressor
-from imgcore._csvio import CsvHeader, CsvParser, OutputRow, Product, write_output_csv
+from imgcore._csvio import CsvHeader, CsvParser, Product, write_output_csv
 from imgcore._db import outbox
 from imgcore._db import requests as queries
 from imgcore._db.database import Database
 from imgcore._fetch import Fetcher
 from imgcore._netguard import validate_webhook_url
 from imgcore._notify.dispatcher import Dispatcher
+from imgcore._outputs import more_columns, output_row, with_urls
 from imgcore._pipeline import Pipeline
 from imgcore._plugins import create_plugin_manager, plugin_migrations
 from imgcore._storage.filesystem import FileStorage
@@ -39,9 +40,8 @@ from imgcore._work import LeasedWork
 from imgcore.config import Config, ConfigError
 from imgcore.contracts import Executor, Notifier, Storage, Work
 from imgcore.errors import ImageNotFoundError, OutOfRangeError, RequestNotFoundError, StorageError
-from imgcore.models import DeliveryInfo, ProductInfo, ProductProgress, RequestInfo, output_url
+from imgcore.models import DeliveryInfo, ProductInfo, ProductProgress, RequestInfo
 from imgcore.presets import Preset, load_presets, recorded_preset, resolve_preset
-from imgcore.states import ImageStatus
 
 __all__ = [
     "MAX_ID",
@@ -386,7 +386,7 @@ class Engine:
             lambda conn: queries.read_product_page(conn, rid, start=start, limit=limit),
             short=limit <= SHORT_PAGE,
         )
-        return [self._with_urls(product) for product in page]
+        return [with_urls(product, self.storage.url_for) for product in page]
 
     async def deliveries(self, request_id: UUID | str) -> list[DeliveryInfo]:
         """A request's notifications and how their delivery went."""
@@ -407,6 +407,11 @@ class Engine:
     async def _output_chunks(self, request_id: UUID, header: CsvHeader) -> AsyncIterator[bytes]:
         # One short read per page: the stream may pause (a slow client) or stop anywhere
         # without holding a connection.
+        _, recorded = await self.database.read(
+            lambda conn: queries.get_preset(conn, request_id), short=True
+        )
+        preset = recorded_preset(recorded, self.config)
+        columns = more_columns(preset)
         start = 0
         while True:
             page = await self.database.read(
@@ -416,35 +421,12 @@ class Engine:
             )
             if not page:
                 return
-            rows = [self._output_row(product) for product in page]
-            for chunk in write_output_csv(header, rows, include_header=start == 0):
+            rows = [output_row(product, preset, self.storage.url_for) for product in page]
+            for chunk in write_output_csv(
+                header, rows, include_header=start == 0, more_columns=columns
+            ):
                 yield chunk
             start = page[-1].position + 1
-
-    def _output_row(self, product: ProductInfo) -> OutputRow:
-        product = self._with_urls(product)
-        return OutputRow(
-            serial=product.serial,
-            name=product.name,
-            input_urls=tuple(image.input_url for image in product.images),
-            output_urls=tuple(image.output_url for image in product.images),
-            errors=tuple(
-                f"{image.position + 1}: {image.error}"
-                for image in product.images
-                if image.status is ImageStatus.FAILED
-            ),
-            extra=product.extra,
-        )
-
-    def _with_urls(self, product: ProductInfo) -> ProductInfo:
-        images = tuple(
-            msgspec.structs.replace(
-                image,
-                output_url=output_url(image.status, image.storage_key, self.storage.url_for),
-            )
-            for image in product.images
-        )
-        return msgspec.structs.replace(product, images=images)
 
     async def thumbnail(self, request_id: UUID | str, image_id: int) -> bytes:
         """A done image's thumbnail (JPEG within 256 x 256 pixels), made from its stored output

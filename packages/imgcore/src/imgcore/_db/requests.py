@@ -22,6 +22,7 @@ from imgcore.models import (
     ProductProgress,
     RequestInfo,
     output_url,
+    variant_outputs,
 )
 from imgcore.states import ImageStatus, RequestStatus
 
@@ -218,6 +219,8 @@ _IMAGE_FIELDS = (
     "output_format",
     "started_at",
     "finished_at",
+    "variants",
+    "content_hash",
 )
 
 
@@ -274,6 +277,8 @@ _PRODUCT_PAGE = _page_statement(
 def _image_info(row: Any) -> ImageInfo:
     fields = dict(zip(_IMAGE_FIELDS, row[-len(_IMAGE_FIELDS) :], strict=True))
     fields["status"] = ImageStatus(fields["status"])
+    # Keys only here: the engine knows the storage that turns them into URLs.
+    fields["variants"] = variant_outputs(fields["variants"], str)
     return ImageInfo(input_url=row.url, **fields)
 
 
@@ -306,6 +311,10 @@ _PROGRESS_PAGE = _page_statement(
     _I.storage_key,
     _I.error_reason,
     _I.error,
+    _I.variants,
+    _I.input_width,
+    _I.input_height,
+    _I.content_hash,
 )
 
 
@@ -329,6 +338,10 @@ def read_progress_page(
             output_url=output_url(status, row.storage_key, url_for),
             error_reason=row.error_reason,
             error=row.error,
+            variants=variant_outputs(row.variants, url_for),
+            source_width=row.input_width,
+            source_height=row.input_height,
+            content_hash=row.content_hash,
         )
 
     return [
