@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import io
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import anyio
 import pytest
+from imgapi import Settings, create_app
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
+from PIL import Image
 from support.csvgen import make_csv, photo_urls
 from support.origin import OriginServer
-from support.server import stored_requests
+from support.server import core_config, stored_requests
 
 pytestmark = pytest.mark.anyio
 
@@ -108,3 +112,80 @@ async def test_a_preset_in_both_form_and_query_is_400(client: Client, origin: Or
     )
     assert response.status_code == 400
     assert response.json()["reason"] == "duplicate_field"
+
+
+FORMATS = """
+[[presets.formats.variants]]
+name = "page"
+width = 300
+height = 300
+
+[[presets.formats.variants]]
+name = "page_webp"
+width = 300
+height = 300
+format = "WEBP"
+
+[[presets.formats.variants]]
+name = "page_avif"
+width = 300
+height = 300
+format = "AVIF"
+
+[[presets.formats.variants]]
+name = "thumb"
+fit = "pad"
+width = 100
+height = 100
+"""
+
+
+@pytest.fixture
+async def formats_client(tmp_path: Path) -> AsyncIterator[Client]:
+    """The app with a preset that writes one picture as JPEG, WebP and AVIF."""
+    (tmp_path / "presets.toml").write_text(FORMATS)
+    core = core_config(tmp_path).replace(presets_file=str(tmp_path / "presets.toml"))
+    app = create_app(Settings(core=core, log_format="none"))
+    async with AsyncTestClient(app, base_url="http://127.0.0.1:8000") as client:
+        yield client
+
+
+async def formats_variants(client: Client, origin: OriginServer) -> dict[str, str]:
+    csv = make_csv([photo_urls(origin, 1)])
+    response = await client.post(
+        "/upload?preset=formats", files={"file": ("p.csv", csv, "text/csv")}
+    )
+    body = await wait_done(client, response.json()["request_id"])
+    (image,) = body["products"][0]["images"]  # type: ignore[index]
+    return {v["name"]: v["url"].removeprefix("http://127.0.0.1:8000") for v in image["variants"]}
+
+
+@pytest.mark.parametrize(
+    ("accept", "served"),
+    [
+        ("image/avif,image/webp,image/apng,image/*,*/*;q=0.8", "image/avif"),
+        ("image/webp,*/*", "image/webp"),
+        ("image/avif;q=0,image/webp", "image/webp"),
+        ("*/*", "image/jpeg"),
+        (None, "image/jpeg"),
+    ],
+)
+async def test_media_serves_the_best_format_the_client_accepts(
+    formats_client: Client, origin: OriginServer, accept: str | None, served: str
+) -> None:
+    urls = await formats_variants(formats_client, origin)
+    headers = {"Accept": accept} if accept is not None else {}
+    response = await formats_client.get(urls["page"], headers=headers)
+    assert response.status_code == 200
+    assert response.headers["content-type"] == served
+    assert response.headers["vary"] == "Accept"
+    assert Image.open(io.BytesIO(response.content)).format == served.split("/")[1].upper()
+
+
+async def test_media_serves_a_picture_written_in_one_format_as_it_is(
+    formats_client: Client, origin: OriginServer
+) -> None:
+    urls = await formats_variants(formats_client, origin)
+    response = await formats_client.get(urls["thumb"], headers={"Accept": "image/avif"})
+    assert response.headers["content-type"] == "image/jpeg"
+    assert "vary" not in response.headers

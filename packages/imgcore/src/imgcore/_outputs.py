@@ -3,7 +3,9 @@ preset's further variants and details."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
+from uuid import UUID
 
 import msgspec
 
@@ -13,7 +15,21 @@ from imgcore.models import ImageInfo, ProductInfo, output_url
 from imgcore.presets import Preset
 from imgcore.states import ImageStatus
 
-__all__ = ["more_columns", "output_row", "with_urls"]
+__all__ = ["image_of_key", "more_columns", "output_row", "with_urls"]
+
+# requests/<request uuid>/<image id>[-<variant>].<ext>: the keys presets write.
+_IMAGE_KEY = re.compile(r"^requests/([0-9a-f-]{36})/([0-9]{1,19})(?:-[a-z0-9_]+)?\.[a-z]+$")
+
+
+def image_of_key(key: str) -> tuple[UUID, int] | None:
+    """The (request, image) a storage key belongs to, if it is an image's output."""
+    match = _IMAGE_KEY.match(key)
+    if match is None:
+        return None
+    try:
+        return UUID(match.group(1)), int(match.group(2))
+    except ValueError:
+        return None
 
 
 def with_urls(product: ProductInfo, url_for: Callable[[str], str]) -> ProductInfo:

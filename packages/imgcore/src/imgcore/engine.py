@@ -31,7 +31,7 @@ from imgcore._db.database import Database
 from imgcore._fetch import Fetcher
 from imgcore._netguard import validate_webhook_url
 from imgcore._notify.dispatcher import Dispatcher
-from imgcore._outputs import more_columns, output_row, with_urls
+from imgcore._outputs import image_of_key, more_columns, output_row, with_urls
 from imgcore._pipeline import Pipeline
 from imgcore._plugins import create_plugin_manager, plugin_migrations
 from imgcore._storage.filesystem import FileStorage
@@ -168,6 +168,8 @@ class Engine:
         self._probed_at = -float("inf")
         self._probe_error: StorageError | None = None
         self._started = False
+        # Presets of requests /media has served: a request's preset never changes.
+        self._request_presets: dict[UUID, Preset] = {}
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -450,6 +452,28 @@ class Engine:
         if not isinstance(self.storage, FileStorage):
             return None
         return self.storage.path_for(key)
+
+    async def alternatives(self, key: str) -> list[tuple[str, str]]:
+        """``(key, format)`` of each stored variant holding the same picture as ``key`` (the
+        same geometry in its preset), ``key`` first; just ``key`` when there is no other.
+        How ``/media`` serves the best format a client accepts."""
+        found = image_of_key(key)
+        if found is None:
+            return []
+        rid, image_id = found
+        preset = self._request_presets.get(rid)
+        if preset is None:
+            _, recorded = await self.database.read(
+                lambda conn: queries.get_preset(conn, rid), short=True
+            )
+            if len(self._request_presets) >= 1024:
+                self._request_presets.clear()
+            preset = self._request_presets[rid] = recorded_preset(recorded, self.config)
+        index = preset.index_of_key(rid, image_id, key)
+        if index is None:
+            return []
+        same = sorted(preset.alternatives(index), key=lambda i: i != index)
+        return [(preset.key(rid, image_id, i), preset.variants[i].format) for i in same]
 
     async def list_requests(self, **filters: Any) -> tuple[list[RequestInfo], int]:
         """Requests newest first (see :func:`imgcore._db.requests.list_requests` for filters).

@@ -66,6 +66,22 @@ class Preset(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
         extension = OUTPUT_FORMATS[variant.format][1]
         return image_key(request_id, image_id, variant_key_suffix(index, variant, extension))
 
+    def alternatives(self, index: int) -> list[int]:
+        """Indices of the variants with variant ``index``'s geometry (fit, box, trim,
+        background), itself included: the same picture in other formats."""
+        v = self.variants[index]
+        shape = (v.fit, v.width, v.height, v.trim, v.background)
+        return [
+            i
+            for i, o in enumerate(self.variants)
+            if (o.fit, o.width, o.height, o.trim, o.background) == shape
+        ]
+
+    def index_of_key(self, request_id: UUID, image_id: int, key: str) -> int | None:
+        """Which variant of the image ``key`` holds, if any."""
+        keys = self.keys(request_id, image_id)
+        return keys.index(key) if key in keys else None
+
     def keys(self, request_id: UUID, image_id: int) -> list[str]:
         """Every key :meth:`key` gives an image."""
         return [self.key(request_id, image_id, i) for i in range(len(self.variants))]
