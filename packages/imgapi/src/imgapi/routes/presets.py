@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import msgspec
 from imgcore.engine import Engine
 from imgcore.presets import Preset
@@ -11,13 +13,40 @@ from litestar.di import NamedDependency
 from imgapi.auth import SECURITY, require_api_key
 from imgapi.problems import problem_responses
 
-__all__ = ["PresetsOut", "presets"]
+__all__ = ["PresetOut", "PresetsOut", "VariantSpecOut", "presets"]
+
+
+class VariantSpecOut(msgspec.Struct, frozen=True, kw_only=True):
+    """One variant of a preset (see the Presets page of the docs)."""
+
+    name: str
+    fit: Literal["contain", "cover", "pad"]
+    width: int | None
+    height: int | None
+    format: Literal["JPEG", "WEBP", "AVIF"]
+    quality: int
+    trim: bool
+    background: str
+
+
+class PresetOut(msgspec.Struct, frozen=True, kw_only=True):
+    """A preset: its name and its variants, in order (the first is each image's output_url)."""
+
+    name: str
+    variants: list[VariantSpecOut]
 
 
 class PresetsOut(msgspec.Struct, frozen=True, kw_only=True):
-    """Every preset by name, in the order the server offers them (``default`` first)."""
+    """Every preset, in the order the server offers them (``default`` first)."""
 
-    presets: list[Preset]
+    presets: list[PresetOut]
+
+
+def _preset(preset: Preset) -> PresetOut:
+    return PresetOut(
+        name=preset.name,
+        variants=[msgspec.convert(msgspec.to_builtins(v), VariantSpecOut) for v in preset.variants],
+    )
 
 
 @get(
@@ -35,4 +64,4 @@ class PresetsOut(msgspec.Struct, frozen=True, kw_only=True):
 )
 async def presets(engine: NamedDependency[Engine]) -> PresetsOut:
     """List the presets."""
-    return PresetsOut(presets=list(engine.presets.values()))
+    return PresetsOut(presets=[_preset(preset) for preset in engine.presets.values()])
