@@ -388,7 +388,7 @@ def retry_failed(conn: sa.Connection, request_id: UUID, *, now: datetime) -> int
 
 def storage_keys(conn: sa.Connection, request_id: UUID) -> tuple[list[str], list[int]]:
     """Every recorded object key of a request (outputs, variants and thumbnails), and the
-    ids of its images that were claimed but have not ended done (an attempt may have written
+    ids of its images that were claimed but have not ended (an attempt may have written
     their keys, which the caller derives from the request's preset)."""
     rows = (
         conn.execute(
@@ -407,7 +407,9 @@ def storage_keys(conn: sa.Connection, request_id: UUID) -> tuple[list[str], list
     for row in rows:
         keys.extend(key for key in (row.storage_key, row.thumbnail_key) if key)
         keys.extend(v["key"] for v in row.variants or ())
-        if row.status != ImageStatus.DONE.value:
+        # A failed image's ending deleted its keys; an unfinished one's attempt may have
+        # written some.
+        if row.status in (ImageStatus.PENDING.value, ImageStatus.PROCESSING.value):
             attempted.append(row.id)
     return list(dict.fromkeys(keys)), attempted
 
