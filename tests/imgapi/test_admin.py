@@ -282,6 +282,25 @@ async def test_the_detail_shows_each_image_with_a_thumbnail_made_when_first_show
     assert (await admin.get(thumbs[0])).content == response.content
 
 
+async def test_the_detail_shows_every_variant_with_its_size_and_bytes(
+    admin: Client, origin: OriginServer
+) -> None:
+    engine = engine_of(admin)
+    request_id = await engine.submit_csv(make_csv([photo_urls(origin, 1, "v")]), preset="catalog")
+    await wait_finished(engine, request_id)
+    (product,) = await engine.products(request_id)
+    (image,) = product.images
+    page = (await admin.get(f"/admin/requests/{request_id}")).text
+    assert "<dd>catalog</dd>" in page
+    for variant in image.variants:
+        assert (
+            f'<a href="{variant.url}" rel="noreferrer noopener" target="_blank">{variant.name}</a>'
+            in page
+        )
+        assert f"{variant.format} {variant.width}\N{MULTIPLICATION SIGN}{variant.height}" in page
+    assert "JPEG 160\N{MULTIPLICATION SIGN}160" in page  # the thumb, padded to its box
+
+
 async def test_the_thumbnail_of_an_image_that_is_not_done_is_a_404(
     admin: Client, origin: OriginServer
 ) -> None:

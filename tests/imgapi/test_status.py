@@ -53,6 +53,10 @@ async def test_status_lists_counts_times_and_images(client: Client, origin: Orig
         "status",
         "error",
         "error_reason",
+        "variants",
+        "source_width",
+        "source_height",
+        "source_sha256",
     }
     assert body["deliveries"] == []
 

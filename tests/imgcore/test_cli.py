@@ -132,6 +132,27 @@ def test_submit_wait_status_and_output(tmp_path: Path, origin: OriginServer) -> 
     assert missing.returncode == 2 and "no request" in missing.stderr
 
 
+def test_submit_with_a_preset_and_list_the_presets(tmp_path: Path, origin: OriginServer) -> None:
+    (tmp_path / "presets.toml").write_text('[[presets.tiny.variants]]\nname = "t"\nwidth = 32\n')
+    env = {
+        "IMGCORE_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/db.sqlite3",
+        "IMGCORE_STORAGE_URL": f"file://{tmp_path}/media",
+        "IMGCORE_FETCH_ALLOW": "127.0.0.1",
+        "IMGCORE_POLL_INTERVAL": "0.05",
+        "IMGCORE_PRESETS_FILE": str(tmp_path / "presets.toml"),
+    }
+    presets = imgcore("presets", cwd=tmp_path, env=env)
+    assert [p["name"] for p in json.loads(presets.stdout)] == ["default", "catalog", "tiny"]
+    source = write_csv(tmp_path / "in.csv", [[origin.url(f"/corpus/img/{PHOTOS[0]}")]])
+    submitted = imgcore("submit", str(source), "--preset", "tiny", "--wait", cwd=tmp_path, env=env)
+    assert submitted.returncode == 0, submitted.stderr
+    status = json.loads(imgcore("status", submitted.stdout.strip(), cwd=tmp_path, env=env).stdout)
+    assert (status["status"], status["preset"]) == ("Completed", "tiny")
+    unknown = imgcore("submit", str(source), "--preset", "huge", cwd=tmp_path, env=env)
+    assert unknown.returncode == 2
+    assert "no preset named 'huge'" in unknown.stderr
+
+
 def test_db_upgrade_and_plugins(tmp_path: Path) -> None:
     env = {"IMGCORE_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/db.sqlite3"}
     assert imgcore("db", "current", cwd=tmp_path, env=env).stdout.strip() == "(empty)"

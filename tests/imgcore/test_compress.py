@@ -728,3 +728,24 @@ def test_every_image_error_is_an_imgcore_error() -> None:
         assert issubclass(cls, ImageError)
     assert issubclass(ImageError, ImgcoreError)
     assert ImageError("x").reason == "image_error"
+
+
+def test_variants_decode_a_jpeg_once_drafted_to_the_largest_variant(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from imgcore._compress import compress_variants
+    from imgcore.presets import CATALOG
+    from PIL import JpegImagePlugin
+
+    drafts: list[tuple[int, int]] = []
+    original = JpegImagePlugin.JpegImageFile.draft
+
+    def recording(self: Any, mode: Any, size: Any, *args: Any) -> Any:
+        drafts.append(size)
+        return original(self, mode, size, *args)
+
+    monkeypatch.setattr(JpegImagePlugin.JpegImageFile, "draft", recording)
+    data = encode(Image.new("RGB", (4400, 3300), (200, 30, 30)), "JPEG")
+    images = compress_variants(data, CATALOG.variants)
+    assert drafts == [(2048, 1536)]  # large's size: libjpeg then decodes at 1/2
+    assert [(i.width, i.height) for i in images] == [(2048, 1536), (1000, 750), (160, 160)]

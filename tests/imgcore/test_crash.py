@@ -122,3 +122,91 @@ async def test_a_worker_killed_mid_run_is_finished_by_the_next_one(
         keys = stored_keys(engine.storage)
         assert keys == stored, "storage holds exactly one object per done image, no orphans"
         assert not list((tmp_path / "media").rglob(".tmp-*"))
+
+
+async def test_a_worker_killed_between_variants_ends_with_each_variant_stored_once(
+    tmp_path: Path, origin: OriginServer
+) -> None:
+    env = {
+        **os.environ,
+        "IMGCORE_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/imgcore.sqlite3",
+        "IMGCORE_STORAGE_URL": f"file://{tmp_path}/media",
+        "IMGCORE_FETCH_ALLOW": "127.0.0.1/32",
+        "IMGCORE_LEASE_SECONDS": "1.5",
+        "IMGCORE_POLL_INTERVAL": "0.1",
+        "IMGCORE_FETCH_CONCURRENCY": "8",
+    }
+    config = Config.from_env(env)
+    n = 24
+    urls = [origin.url(f"/slow/0.1/img/{PHOTOS[i % 4]}?variants{i}") for i in range(n)]
+    csv = "S. No.,Product Name,Input Image Urls\n" + "".join(
+        f'{k + 1},P{k + 1},"{url}"\n' for k, url in enumerate(urls)
+    )
+    log = tmp_path / "worker.log"
+    media = tmp_path / "media"
+    async with Engine(config) as engine:
+        request_id = await engine.submit_csv(csv.encode(), preset="catalog")
+        between = 0
+        for _ in range(2):
+            worker = start_worker(env, log)
+            try:
+                # Kill as soon as an image has some variants stored and is not done: a crash
+                # between its puts (or, failing that, once a few images are done).
+                with anyio.fail_after(120):
+                    while True:
+                        done = (await counts(engine, request_id))[1]
+                        partial = await unrecorded(engine, request_id, media)
+                        if partial:
+                            between += 1
+                            break
+                        if done >= 6 + between * 6:
+                            break
+                        await anyio.sleep(0.01)
+            finally:
+                children = psutil.Process(worker.pid).children(recursive=True)
+                worker.send_signal(signal.SIGKILL)
+                worker.wait()
+            psutil.wait_procs(children, timeout=10)
+        assert (await counts(engine, request_id))[1] < n, "the kills came too late to matter"
+
+        worker = start_worker(env, log)
+        try:
+            with anyio.fail_after(120):
+                info = await engine.wait(request_id, interval=0.1)
+        finally:
+            worker.send_signal(signal.SIGTERM)
+            worker.wait(timeout=30)
+
+        assert info.status is RequestStatus.COMPLETED, log.read_text()[-2000:]
+        _, done_counter, failed_counter, done_rows, failed_rows = await counts(engine, request_id)
+        assert (done_counter, failed_counter) == (done_rows, failed_rows) == (n, 0)
+        products = await engine.products(request_id, limit=n)
+        recorded = sorted(v.key for p in products for i in p.images for v in i.variants)
+        assert len(recorded) == 3 * n
+        assert all(len(i.variants) == 3 for p in products for i in p.images)
+        assert stored_keys(engine.storage) == recorded, "each variant once, no orphans"
+        assert await unrecorded(engine, request_id, media) == []
+        assert not list(media.rglob(".tmp-*"))
+
+
+async def unrecorded(engine: Engine, request_id: object, media: Path) -> list[str]:
+    """Stored variant keys of the request that no done image records."""
+    stored = {
+        path.relative_to(media).as_posix()
+        for path in (media / "requests" / str(request_id)).glob("*")
+        if not path.name.startswith(".")
+    }
+    if not stored:
+        return []
+
+    def read(conn: sa.Connection) -> list[Any]:
+        return list(
+            conn.execute(
+                sa.select(images.c.variants).where(
+                    images.c.request_id == request_id, images.c.status == "done"
+                )
+            ).scalars()
+        )
+
+    recorded = {v["key"] for variants in await engine.database.read(read) for v in variants or ()}
+    return sorted(stored - recorded)

@@ -60,3 +60,33 @@ async def test_two_engines_process_a_request_once_on_a_server_database(
         assert len(keys) == 30  # an output per image (thumbnails come when first shown)
         data = b"".join([chunk async for chunk in await second.output_csv(request_id)])
         assert data.count(b"\n") == 11
+
+
+async def test_a_preset_is_recorded_and_its_variants_listed_on_a_server_database(
+    server_url: str, tmp_path: Path, origin: OriginServer
+) -> None:
+    await migrate(server_url)
+    config = Config(
+        database_url=server_url,
+        storage_url=f"file://{tmp_path}/media",
+        fetch_allow=("127.0.0.1/32",),
+        poll_interval=0.05,
+        workers=1,
+    )
+    urls = [origin.url(f"/corpus/img/{PHOTOS[i]}?preset{i}") for i in range(2)]
+    csv = f'S. No.,Product Name,Input Image Urls\n1,P1,"{",".join(urls)}"\n'
+    async with Engine(config) as engine:
+        request_id = await engine.submit_csv(csv.encode(), preset="catalog")
+        async with engine.running():
+            with anyio.fail_after(60):
+                info = await engine.wait(request_id, interval=0.05)
+        (product,) = await engine.products(request_id)
+        assert (info.status, info.preset) == (RequestStatus.COMPLETED, "catalog")
+        names = [[v.name for v in image.variants] for image in product.images]
+        assert names == [["large", "medium", "thumb"]] * 2
+        assert all(image.content_hash and len(image.content_hash) == 64 for image in product.images)
+        assert stored_keys(engine.storage) == sorted(
+            v.key for image in product.images for v in image.variants
+        )
+        assert await engine.delete_request(request_id)
+        assert stored_keys(engine.storage) == []

@@ -62,3 +62,24 @@ async def test_a_bmp_goes_to_pillow_when_vips_is_chosen() -> None:
     finally:
         compressor.close()
     assert result.input_format == "BMP" and result.format == "JPEG"
+
+
+def test_variants_decode_a_jpeg_once_shrunk_on_load_to_the_largest_variant(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import pyvips
+    from imgcore.presets import CATALOG
+
+    loads: list[dict[str, object]] = []
+    original = pyvips.Image.new_from_buffer
+
+    def recording(data: bytes, options: str, **kwargs: object) -> pyvips.Image:
+        loads.append(kwargs)
+        return original(data, options, **kwargs)
+
+    monkeypatch.setattr(pyvips.Image, "new_from_buffer", recording)
+    data = encode(Image.new("RGB", (4400, 3300), (200, 30, 30)), "JPEG")
+    images = VipsCodec().variants(data, CATALOG.variants, CompressOptions())
+    # The header, then one decode: at 1/2, the largest scale still >= large's 2048x1536.
+    assert [load.get("shrink") for load in loads] == [None, 2]
+    assert [(i.width, i.height) for i in images] == [(2048, 1536), (1000, 750), (160, 160)]

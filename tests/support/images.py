@@ -144,3 +144,20 @@ def animated(format: str, colours: list[tuple[int, int, int]], size: tuple[int, 
     """An animated GIF or WebP with one solid frame per colour."""
     frames = [Image.new("RGB", size, colour) for colour in colours]
     return encode(frames[0], format, save_all=True, append_images=frames[1:], duration=100)
+
+
+def close(pixel: object, expected: tuple[int, ...], tolerance: int = 12) -> bool:
+    """Whether ``pixel`` (a value or a tuple) is within ``tolerance`` of ``expected``."""
+    values = pixel if isinstance(pixel, tuple) else (pixel,)
+    return len(values) == len(expected) and all(
+        abs(int(v) - e) <= tolerance for v, e in zip(values, expected, strict=True)
+    )
+
+
+def mad(a: bytes, b: bytes) -> float:
+    """Mean absolute difference of two encoded images, per channel, 0..255."""
+    from PIL import ImageChops, ImageStat
+
+    with Image.open(io.BytesIO(a)) as x, Image.open(io.BytesIO(b)) as y:
+        diff = ImageChops.difference(x.convert("RGB"), y.convert("RGB"))
+    return sum(ImageStat.Stat(diff).mean) / 3

@@ -14,7 +14,6 @@ codecs measure against them is in docs/codecs.md.
 
 from __future__ import annotations
 
-import io
 import subprocess
 import sys
 from pathlib import Path
@@ -40,14 +39,16 @@ from imgcore.errors import (
     ImageError,
     UnsupportedImageError,
 )
-from PIL import Image, ImageChops, ImageStat
+from PIL import Image
 from support.images import (
     animated,
     bomb_png,
+    close,
     decode,
     encode,
     exif,
     halves,
+    mad,
     srgb_icc,
     text_bomb_png,
 )
@@ -78,20 +79,6 @@ def run(spec: CodecSpec, data: bytes, **options: Any) -> CompressedImage:
 
 def out(spec: CodecSpec, data: bytes, **options: Any) -> Image.Image:
     return decode(run(spec, data, **options).data)
-
-
-def close(pixel: object, expected: tuple[int, ...], tolerance: int = 12) -> bool:
-    values = pixel if isinstance(pixel, tuple) else (pixel,)
-    return len(values) == len(expected) and all(
-        abs(int(v) - e) <= tolerance for v, e in zip(values, expected, strict=True)
-    )
-
-
-def mad(a: bytes, b: bytes) -> float:
-    """Mean absolute difference of two encoded images, per channel, 0..255."""
-    with Image.open(io.BytesIO(a)) as x, Image.open(io.BytesIO(b)) as y:
-        diff = ImageChops.difference(x.convert("RGB"), y.convert("RGB"))
-    return sum(ImageStat.Stat(diff).mean) / 3
 
 
 # --- the reference: agreement with Pillow ---------------------------------------------------

@@ -21,6 +21,7 @@ from imgapi.middleware import RequestContextMiddleware
 from imgapi.problems import exception_handlers
 from imgapi.routes.health import healthz, metrics, readyz
 from imgapi.routes.media import media
+from imgapi.routes.presets import presets
 from imgapi.routes.status import output_csv, status
 from imgapi.routes.upload import upload
 from imgapi.runtime import Runtime, provide_engine, provide_runtime, run_engine
@@ -46,7 +47,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     # (a client, or a schema-driven test, may then call them without credentials).
     guarded = Router(
         path="/",
-        route_handlers=[upload, status, output_csv],
+        route_handlers=[upload, status, output_csv, presets],
         security=None if settings.api_keys else [{}],
     )
     handlers: list[ControllerRouterHandler] = [guarded, healthz, readyz, metrics]

@@ -24,6 +24,7 @@ from imgapi.problems import ProblemError
 __all__ = [
     "CSV_MEDIA_TYPES",
     "FILE_FIELD",
+    "PRESET_FIELD",
     "WEBHOOK_FIELD",
     "UploadForm",
     "check_file_type",
@@ -32,6 +33,7 @@ __all__ = [
 
 FILE_FIELD = "file"
 WEBHOOK_FIELD = "webhook_url"
+PRESET_FIELD = "preset"
 MAX_FIELD_BYTES = 8192
 MAX_PARTS = 16
 
@@ -149,7 +151,7 @@ class UploadForm:
         )
 
     def _keep(self, name: str | None, value: bytes) -> None:
-        if name != WEBHOOK_FIELD:
+        if name not in (WEBHOOK_FIELD, PRESET_FIELD):
             return  # unknown fields are ignored, as the original app did
         if name in self.fields:
             raise ProblemError(400, f"the form has {name!r} twice", reason="duplicate_field")

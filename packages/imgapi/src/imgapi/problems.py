@@ -20,6 +20,7 @@ from imgcore import (
     ImgcoreError,
     OutOfRangeError,
     RequestNotFoundError,
+    UnknownPresetError,
     WebhookURLError,
 )
 from litestar import Request, Response
@@ -65,6 +66,8 @@ class Problem(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     reason: str | None = None
     errors: list[ProblemIssue] | None = None
     truncated: bool | None = None
+    presets: list[str] | None = None
+    """``unknown_preset``: the names a request may choose."""
 
 
 class ProblemError(Exception):
@@ -79,6 +82,7 @@ class ProblemError(Exception):
         errors: Iterable[ProblemIssue] | None = None,
         truncated: bool | None = None,
         headers: Mapping[str, str] | None = None,
+        presets: list[str] | None = None,
     ) -> None:
         super().__init__(detail)
         self.status = status
@@ -86,6 +90,7 @@ class ProblemError(Exception):
         self.reason = reason
         self.errors = list(errors) if errors is not None else None
         self.truncated = truncated
+        self.presets = presets
         self.headers = dict(headers or {})
 
     def problem(self, instance: str | None = None) -> Problem:
@@ -99,6 +104,7 @@ class ProblemError(Exception):
             reason=self.reason,
             errors=self.errors,
             truncated=self.truncated,
+            presets=self.presets,
         )
 
 
@@ -124,6 +130,8 @@ def from_imgcore(exc: ImgcoreError) -> ProblemError:
         )
     if isinstance(exc, WebhookURLError):
         return ProblemError(400, exc.message, reason=exc.reason)
+    if isinstance(exc, UnknownPresetError):
+        return ProblemError(400, exc.message, reason=exc.reason, presets=exc.known)
     log.error("unexpected imgcore error: %s", exc, exc_info=exc)
     return ProblemError(500, "the server could not complete the request", reason="internal_error")
 

@@ -27,10 +27,12 @@ if TYPE_CHECKING:
         OutOfRangeError,
         RequestNotFoundError,
         StorageError,
+        UnknownPresetError,
         WebhookURLError,
     )
     from imgcore.hookspecs import hookimpl
     from imgcore.models import ImageInfo, ProductInfo, RequestInfo
+    from imgcore.presets import Preset, Variant
     from imgcore.states import ImageStatus, RequestStatus
 
 _EXPORTS = {
@@ -53,6 +55,9 @@ _EXPORTS = {
     "StorageError": "imgcore.errors",
     "FetchError": "imgcore.errors",
     "WebhookURLError": "imgcore.errors",
+    "UnknownPresetError": "imgcore.errors",
+    "Preset": "imgcore.presets",
+    "Variant": "imgcore.presets",
     "FetchOptions": "imgcore._fetch",
     "Fetcher": "imgcore._fetch",
     "hookimpl": "imgcore.hookspecs",
@@ -82,11 +87,14 @@ __all__ = [
     "ImageStatus",
     "ImgcoreError",
     "OutOfRangeError",
+    "Preset",
     "ProductInfo",
     "RequestInfo",
     "RequestNotFoundError",
     "RequestStatus",
     "StorageError",
+    "UnknownPresetError",
+    "Variant",
     "WebhookURLError",
     "__version__",
     "compress",

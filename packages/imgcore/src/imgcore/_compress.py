@@ -8,19 +8,25 @@ encoding) or in a process pool (arguments, results and errors all pickle).
 from __future__ import annotations
 
 import io
-from typing import Any, Final
+from collections.abc import Callable, Sequence
+from typing import Any, Final, TypeVar
 
-from PIL import Image, ImageCms, ImageColor, JpegImagePlugin
+from PIL import Image, ImageChops, ImageCms, ImageColor, JpegImagePlugin
 
 from imgcore.contracts import (
     ALLOWED_FORMATS,
+    OUTPUT_FORMATS,
     CompressedImage,
     CompressOptions,
     OutputFormat,
+    Variant,
     compressed_image,
+    decode_size,
     encoder_setting,
     fit_size,
     jpeg_has_nothing_to_strip,
+    plan_variant,
+    scale_box,
     sniff_format,
 )
 from imgcore.errors import (
@@ -44,6 +50,7 @@ __all__ = [
     "OutputFormat",
     "UnsupportedImageError",
     "compress",
+    "compress_variants",
     "make_thumbnail",
     "sniff_format",
 ]
@@ -71,6 +78,10 @@ _TRANSPOSE: Final = {
     8: Image.Transpose.ROTATE_90,
 }
 _ORIENTATION: Final = 0x0112
+# How far (0-255, per channel) a pixel may differ from the border colour and still be border:
+# JPEG noise round a white margin is not the product (about 10%, a usual fuzz for trimming).
+TRIM_THRESHOLD: Final = 24
+T = TypeVar("T")
 
 
 def compress(data: bytes, options: CompressOptions | None = None) -> CompressedImage:
@@ -90,6 +101,25 @@ def compress(data: bytes, options: CompressOptions | None = None) -> CompressedI
     :class:`CorruptImageError`, or :class:`ImageError` when the encoder fails.
     """
     options = options or CompressOptions()
+    return _decoded(
+        data, lambda im, source_format: _compress_open(im, data, source_format, options)
+    )
+
+
+def compress_variants(
+    data: bytes, variants: Sequence[Variant], options: CompressOptions | None = None
+) -> list[CompressedImage]:
+    """Decode ``data`` once and encode it as each of ``variants`` (see
+    :meth:`imgcore.contracts.Codec.variants`), by the rules of :func:`compress`."""
+    options = options or CompressOptions()
+    return _decoded(
+        data,
+        lambda im, source_format: _variants_open(im, data, source_format, tuple(variants), options),
+    )
+
+
+def _decoded(data: bytes, work: Callable[[Image.Image, str], T]) -> T:
+    """``work(opened image, its format)``, with every decoder failure as an image error."""
     source_format = sniff_format(data)
     if source_format is None:
         raise UnsupportedImageError(
@@ -98,7 +128,7 @@ def compress(data: bytes, options: CompressOptions | None = None) -> CompressedI
     try:
         # formats=[...]: only the decoder the magic bytes name may run (never EPS, PSD…).
         with Image.open(io.BytesIO(data), formats=[source_format]) as im:
-            return _compress_open(im, data, source_format, options)
+            return work(im, source_format)
     except (ImageError, MemoryError):
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -149,7 +179,8 @@ def _compress_open(
     out, icc = _to_output_mode(im, icc, options)
     if out.size != target:
         out = out.resize(target, Image.Resampling.LANCZOS, reducing_gap=2.0)
-    encoded = _encode(out, icc, options.format, _quality(options), _encoder_params(options))
+    quality = _quality(options.format, options.quality, options)
+    encoded = _encode(out, icc, options.format, quality, _encoder_params(options))
     return compressed_image(
         data,
         encoded,
@@ -159,6 +190,104 @@ def _compress_open(
         size=out.size,
         keep_candidate=keep_candidate,
     )
+
+
+def _variants_open(
+    im: Image.Image,
+    data: bytes,
+    source_format: str,
+    variants: tuple[Variant, ...],
+    options: CompressOptions,
+) -> list[CompressedImage]:
+    width, height = im.size
+    if width * height > options.max_pixels:
+        raise DecompressionBombError(
+            f"{width}x{height} is {width * height} pixels, over the limit of {options.max_pixels}"
+        )
+    if isinstance(im, JpegImagePlugin.JpegImageFile):
+        rotated = _orientation(im) in _ROTATED
+        oriented = (height, width) if rotated else (width, height)
+        want = decode_size(oriented, variants)
+        if want != oriented:
+            im.draft("RGB", (want[1], want[0]) if rotated else want)
+    im.load()
+    orientation = _orientation(im)
+    full = (height, width) if orientation in _ROTATED else (width, height)
+    icc = _icc_profile(im)
+    if orientation != 1:
+        im = im.transpose(_TRANSPOSE[orientation])
+    # One conversion per background and output family (grey stays grey only in JPEG).
+    converted: dict[tuple[str, bool], tuple[Image.Image, bytes | None]] = {}
+    results = []
+    for variant in variants:
+        jpeg = variant.format == "JPEG"
+        base, base_icc = converted.get((variant.background, jpeg)) or converted.setdefault(
+            (variant.background, jpeg),
+            _to_output_mode(
+                im, icc, CompressOptions(background=variant.background, format=variant.format)
+            ),
+        )
+        out = _cut(base, full, variant)
+        params = _encoder_params(
+            CompressOptions(
+                format=variant.format,
+                optimize=options.optimize,
+                progressive=options.progressive,
+            )
+        )
+        quality = _quality(variant.format, variant.quality, options)
+        encoded = _encode(out, base_icc, variant.format, quality, params)
+        media_type, extension = OUTPUT_FORMATS[variant.format]
+        results.append(
+            CompressedImage(
+                data=encoded,
+                format=variant.format,
+                media_type=media_type,
+                extension=extension,
+                width=out.width,
+                height=out.height,
+                input_format=source_format,
+                input_width=width,
+                input_height=height,
+                input_bytes=len(data),
+                output_bytes=len(encoded),
+            )
+        )
+    return results
+
+
+def _cut(base: Image.Image, full: tuple[int, int], variant: Variant) -> Image.Image:
+    """``variant`` of the upright, converted ``base`` (decoded at ``full`` or below)."""
+    box = (0, 0, base.width, base.height)
+    if variant.trim:
+        box = trim_box(base)
+        full = (box[2] - box[0], box[3] - box[1])  # trimming decodes at full size
+    plan = plan_variant(full, variant)
+    crop = scale_box(plan.crop, full, (box[2] - box[0], box[3] - box[1]))
+    crop = (crop[0] + box[0], crop[1] + box[1], crop[2] + box[0], crop[3] + box[1])
+    if plan.size == (crop[2] - crop[0], crop[3] - crop[1]):
+        out = base.crop(crop) if crop != (0, 0, base.width, base.height) else base.copy()
+    else:
+        out = base.resize(plan.size, Image.Resampling.LANCZOS, box=crop, reducing_gap=2.0)
+    if plan.canvas != plan.size:
+        canvas = Image.new(out.mode, plan.canvas, ImageColor.getcolor(variant.background, out.mode))
+        canvas.paste(out, plan.offset)
+        out = canvas
+    return out
+
+
+def trim_box(im: Image.Image) -> tuple[int, int, int, int]:
+    """The box inside the uniform border of ``im`` (the top-left pixel's colour, within
+    :data:`TRIM_THRESHOLD`); the whole image when there is no border or nothing else."""
+    corner = im.getpixel((0, 0))
+    difference = ImageChops.difference(im, Image.new(im.mode, im.size, corner))
+    if difference.mode != "L":
+        bands = difference.split()
+        difference = bands[0]
+        for band in bands[1:]:
+            difference = ImageChops.lighter(difference, band)
+    box = difference.point(lambda v: 255 if v > TRIM_THRESHOLD else 0).getbbox()
+    return box if box is not None else (0, 0, im.width, im.height)
 
 
 def _draft(im: JpegImagePlugin.JpegImageFile, options: CompressOptions) -> None:
@@ -276,10 +405,10 @@ def _to_srgb(im: Image.Image, profile: ImageCms.ImageCmsProfile) -> Image.Image:
     return converted
 
 
-def _quality(options: CompressOptions) -> int:
+def _quality(format: str, quality: int, options: CompressOptions) -> int:
     if options.quality_mode == "exact":
-        return options.quality
-    return encoder_setting(VISUAL_CALIBRATION[options.format], options.quality)
+        return quality
+    return encoder_setting(VISUAL_CALIBRATION[format], quality)
 
 
 def _encoder_params(options: CompressOptions) -> dict[str, Any]:

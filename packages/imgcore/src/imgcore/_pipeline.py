@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import logging
 import random
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
 
+import msgspec
 import pluggy
 import sqlalchemy as sa
 
 from imgcore._clock import utcnow
 from imgcore._compress import ImageError
 from imgcore._compression.pool import Compressor
-from imgcore._db import images, outbox
+from imgcore._db import images, outbox, requests
 from imgcore._db.database import Database
 from imgcore._db.images import ImageResult
 from imgcore._fetch import Fetcher, FetchError
@@ -25,6 +29,7 @@ from imgcore.config import Config
 from imgcore.contracts import (
     OUTPUT_FORMATS,
     Claim,
+    CompressedImage,
     ImageEnded,
     Notifier,
     Settlement,
@@ -32,11 +37,15 @@ from imgcore.contracts import (
     image_key,
 )
 from imgcore.errors import StorageError
+from imgcore.presets import Preset, recorded_preset
 from imgcore.states import ImageStatus
 
 __all__ = ["Pipeline", "storage_key"]
 
 log = logging.getLogger("imgcore.pipeline")
+
+# Requests whose presets a pipeline keeps at once (one small read per request beyond that).
+_PRESET_CACHE = 1024
 
 
 def storage_key(claim: Claim, extension: str) -> str:
@@ -69,6 +78,7 @@ class Pipeline:
         self.pm = pm
         self.owner = owner
         self.on_settled = on_settled
+        self._presets: dict[UUID, Preset] = {}
 
     def deadline(self, claim: Claim) -> datetime:
         """When the claimed image must have ended: its first claim plus the image deadline."""
@@ -97,32 +107,84 @@ class Pipeline:
         except FetchError as exc:
             await self._error(claim, exc.reason, str(exc), exc.transient, deadline, started)
             return
+        preset = await self._preset(claim.request_id)
         try:
-            image = await self.compressor(fetched.data)
+            outputs = await self._compress(fetched.data, preset)
         except ImageError as exc:
             # A dead worker may be the OOM killer rather than this image: worth another try.
             transient = exc.reason == "worker_crashed"
             await self._error(claim, exc.reason, str(exc), transient, deadline, started)
             return
-        key = storage_key(claim, image.extension)
-        try:
-            await self.storage.put(key, image.data, content_type=image.media_type)
-        except StorageError as exc:
-            await self._error(claim, exc.reason, str(exc), exc.transient, deadline, started)
-            return
+        variants: list[dict[str, Any]] = []
+        # Each variant at the key its preset fixes (recorded with the request): a crash
+        # between two puts leaves only keys that the next attempt replaces, or _fail deletes.
+        for index, (variant, image) in enumerate(zip(preset.variants, outputs, strict=True)):
+            key = preset.key(claim.request_id, claim.id, index)
+            try:
+                await self.storage.put(key, image.data, content_type=image.media_type)
+            except StorageError as exc:
+                await self._error(claim, exc.reason, str(exc), exc.transient, deadline, started)
+                return
+            variants.append(
+                {
+                    "name": variant.name,
+                    "key": key,
+                    "format": image.format,
+                    "width": image.width,
+                    "height": image.height,
+                    "bytes": image.output_bytes,
+                }
+            )
+        first = outputs[0]
         result = ImageResult(
             status=ImageStatus.DONE,
-            storage_key=key,
-            input_bytes=image.input_bytes,
-            output_bytes=image.output_bytes,
-            input_width=image.input_width,
-            input_height=image.input_height,
-            output_width=image.width,
-            output_height=image.height,
-            input_format=image.input_format,
-            output_format=image.format,
+            storage_key=preset.key(claim.request_id, claim.id, 0),
+            input_bytes=first.input_bytes,
+            output_bytes=first.output_bytes,
+            input_width=first.input_width,
+            input_height=first.input_height,
+            output_width=first.width,
+            output_height=first.height,
+            input_format=first.input_format,
+            output_format=first.format,
+            variants=variants,
+            content_hash=hashlib.sha256(fetched.data).hexdigest(),
         )
         await self._finish(claim, result, started)
+
+    async def _compress(self, data: bytes, preset: Preset) -> list[CompressedImage]:
+        """Every variant of ``preset`` from one decode of ``data``.
+
+        One ``contain`` variant without trim is the single output as before presets (the
+        engine's options with the variant's box, format and quality: ``keep_original`` and
+        all), so ``default`` writes exactly what imgcore always wrote."""
+        if len(preset.variants) == 1 and preset.variants[0].fit == "contain":
+            variant = preset.variants[0]
+            if not variant.trim:
+                options = msgspec.structs.replace(
+                    self.compressor.options,
+                    format=variant.format,
+                    quality=variant.quality,
+                    max_width=variant.width,
+                    max_height=variant.height,
+                    background=variant.background,
+                )
+                return [await self.compressor(data, options)]
+        return await self.compressor.variants(data, preset.variants)
+
+    async def _preset(self, request_id: UUID) -> Preset:
+        """The preset ``request_id`` recorded (``default`` from the settings for a request
+        stored before presets); cached, since a request's preset never changes."""
+        preset = self._presets.get(request_id)
+        if preset is None:
+            _, recorded = await self.database.read(
+                lambda conn: requests.get_preset(conn, request_id), short=True
+            )
+            preset = recorded_preset(recorded, self.config)
+            if len(self._presets) >= _PRESET_CACHE:
+                self._presets.clear()
+            self._presets[request_id] = preset
+        return preset
 
     async def _error(
         self,
@@ -153,15 +215,23 @@ class Pipeline:
         )
 
     async def _fail(self, claim: Claim, reason: str, message: str, started: float) -> None:
-        # An earlier attempt may have stored an output (in any format) or a thumbnail before
-        # dying: a failed image keeps no object.
-        for extension in (*(ext for _, ext in OUTPUT_FORMATS.values()), THUMBNAIL_EXTENSION):
+        # An earlier attempt may have stored outputs (any variant, in any format) or a
+        # thumbnail before dying: a failed image keeps no object.
+        preset = await self._preset(claim.request_id)
+        keys = dict.fromkeys(
+            [
+                *(storage_key(claim, ext) for _, ext in OUTPUT_FORMATS.values()),
+                storage_key(claim, THUMBNAIL_EXTENSION),
+                *preset.keys(claim.request_id, claim.id),
+            ]
+        )
+        for key in keys:
             try:
-                await self.storage.delete(storage_key(claim, extension))
+                await self.storage.delete(key)
             except Exception:
                 # Whatever a storage plugin raises, the image must still end failed (else it
                 # is reclaimed forever); an object left behind is logged, not fatal.
-                log.warning("could not delete %s", storage_key(claim, extension), exc_info=True)
+                log.warning("could not delete %s", key, exc_info=True)
         result = ImageResult(status=ImageStatus.FAILED, error_reason=reason, error=message)
         await self._finish(claim, result, started)
 

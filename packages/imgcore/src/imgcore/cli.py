@@ -53,6 +53,7 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("submit", help="store a CSV as a new request and print its id")
     s.add_argument("csv", type=Path, metavar="INPUT.csv")
     s.add_argument("--webhook-url", help="called when the request finishes")
+    s.add_argument("--preset", help="write each image as this preset (default: default)")
     s.add_argument("--wait", action="store_true", help="process it now and wait until it ends")
 
     st = sub.add_parser("status", help="print a request's status as JSON")
@@ -64,6 +65,7 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("worker", help="process pending images until stopped (SIGINT/SIGTERM)")
     sub.add_parser("plugins", help="list the loaded plugins and their hooks")
+    sub.add_parser("presets", help="print the presets a request may choose, as JSON")
 
     d = sub.add_parser("db", help="database schema")
     dsub = d.add_subparsers(dest="db_command", required=True, metavar="ACTION")
@@ -221,7 +223,7 @@ async def _with_engine(args: argparse.Namespace) -> int:
         if args.command == "submit":
             with args.csv.open("rb") as f:
                 request_id = await engine.submit_csv(
-                    f, webhook_url=args.webhook_url, filename=args.csv.name
+                    f, webhook_url=args.webhook_url, filename=args.csv.name, preset=args.preset
                 )
             out.print(str(request_id))
             if args.wait:
@@ -229,6 +231,10 @@ async def _with_engine(args: argparse.Namespace) -> int:
                     info = await engine.wait(request_id)
                 err.print(f"{info.status.value}: {info.done} done, {info.failed} failed")
                 return 0 if info.status.value == "Completed" else 1
+            return 0
+        if args.command == "presets":
+            presets = list(engine.presets.values())
+            out.print(msgspec.json.encode(presets).decode(), soft_wrap=True)
             return 0
         if args.command == "status":
             info = await engine.status(args.request_id)

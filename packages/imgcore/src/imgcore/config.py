@@ -115,6 +115,13 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
         bool,
         _doc("Keep a JPEG source as it is when re-encoding would make it larger"),
     ] = True
+    presets_file: Annotated[
+        str,
+        _doc(
+            "TOML file of presets (named lists of variants) beside the built-in default and "
+            "catalog; empty: the built-ins only. Checked when the engine starts"
+        ),
+    ] = ""
     csv_max_rows: Annotated[int, _doc("Most rows in one CSV, blank ones too", gt=0)] = 1_000_000
     csv_max_columns: Annotated[int, _doc("Most columns in one CSV", gt=0)] = 64
     csv_max_urls_per_row: Annotated[int, _doc("Most image URLs in one row", gt=0)] = 50

@@ -24,6 +24,14 @@ from imgcore._imagerules import (
     png_metadata_bomb,
     sniff_format,
 )
+from imgcore._variants import (
+    Fit,
+    Variant,
+    VariantPlan,
+    decode_size,
+    plan_variant,
+    scale_box,
+)
 from imgcore.errors import InvalidOptionsError, StorageError
 from imgcore.states import ImageStatus, RequestStatus
 
@@ -38,19 +46,25 @@ __all__ = [
     "DeliveryClaim",
     "DeliveryOutcome",
     "Executor",
+    "Fit",
     "ImageEnded",
     "Notifier",
     "Settlement",
     "Storage",
+    "Variant",
+    "VariantPlan",
     "Work",
     "check_key",
     "compressed_image",
+    "decode_size",
     "encoder_setting",
     "fit_size",
     "image_key",
     "jpeg_has_nothing_to_strip",
+    "plan_variant",
     "png_metadata_bomb",
     "safe_key",
+    "scale_box",
     "sniff_format",
 ]
 
@@ -473,12 +487,32 @@ class Codec(Protocol):
     - with ``keep_original``, return a JPEG source byte for byte when the re-encode is
       larger and :func:`jpeg_has_nothing_to_strip` (RGB or grey, upright, not resized).
 
+    For :meth:`variants` (a preset's outputs), the same rules, and also:
+
+    - decode once, at the smallest scale that still serves the largest variant
+      (:func:`decode_size`; JPEG DCT scaling, shrink-on-load), and derive every variant
+      from that one decode;
+    - cut each variant as :func:`plan_variant` says (crop, size, canvas, never upscaled),
+      after trimming the uniform border when the variant asks for it; flatten transparency
+      on, and pad with, the variant's background.
+
     Its work runs in the compression worker processes: a codec is built there, once per
     process, by calling its :attr:`CodecSpec.factory`.
     """
 
     def compress(self, data: bytes, options: CompressOptions) -> CompressedImage:
         """``data`` decoded and encoded as ``options`` say; raises only image errors."""
+        ...
+
+    def variants(
+        self, data: bytes, variants: Sequence[Variant], options: CompressOptions
+    ) -> list[CompressedImage]:
+        """``data`` decoded once and encoded as each of ``variants``, in their order.
+
+        ``options`` gives what variants do not (``max_pixels``, ``quality_mode``, JPEG
+        ``optimize`` / ``progressive``); its size limits, format, quality and
+        ``keep_original`` do not apply. Raises only image errors.
+        """
         ...
 
 

@@ -24,13 +24,14 @@ import sqlalchemy as sa
 from imgcore._clock import utcnow
 from imgcore._codecs import select_codecs
 from imgcore._compression.pool import Compressor
-from imgcore._csvio import CsvHeader, CsvParser, OutputRow, Product, write_output_csv
+from imgcore._csvio import CsvHeader, CsvParser, Product, write_output_csv
 from imgcore._db import outbox
 from imgcore._db import requests as queries
 from imgcore._db.database import Database
 from imgcore._fetch import Fetcher
 from imgcore._netguard import validate_webhook_url
 from imgcore._notify.dispatcher import Dispatcher
+from imgcore._outputs import image_of_key, more_columns, output_row, with_urls
 from imgcore._pipeline import Pipeline
 from imgcore._plugins import create_plugin_manager, plugin_migrations
 from imgcore._storage.filesystem import FileStorage
@@ -39,8 +40,8 @@ from imgcore._work import LeasedWork
 from imgcore.config import Config, ConfigError
 from imgcore.contracts import Executor, Notifier, Storage, Work
 from imgcore.errors import ImageNotFoundError, OutOfRangeError, RequestNotFoundError, StorageError
-from imgcore.models import DeliveryInfo, ProductInfo, ProductProgress, RequestInfo, output_url
-from imgcore.states import ImageStatus
+from imgcore.models import DeliveryInfo, ProductInfo, ProductProgress, RequestInfo
+from imgcore.presets import Preset, load_presets, recorded_preset, resolve_preset
 
 __all__ = [
     "MAX_ID",
@@ -115,11 +116,16 @@ class Engine:
         ]
         self.owner = owner or _worker_name()
         workers = self.config.workers or os.cpu_count() or 1
+        codecs = select_codecs(self.pm, self.config.codec)
+        self.presets = load_presets(
+            self.config, outputs=frozenset().union(*(spec.outputs for spec in codecs))
+        )
+        """The presets a request may choose, by name: ``default``, ``catalog``, the file's."""
         self._compressor = Compressor(
             self.config.compress_options(),
             workers=workers,
             mode=self.config.compress_pool,
-            codecs=select_codecs(self.pm, self.config.codec),
+            codecs=codecs,
         )
         self.fetcher = Fetcher(self.config.fetch_options())
         self.dispatcher = Dispatcher(
@@ -162,6 +168,8 @@ class Engine:
         self._probed_at = -float("inf")
         self._probe_error: StorageError | None = None
         self._started = False
+        # Presets of requests /media has served: a request's preset never changes.
+        self._request_presets: dict[UUID, Preset] = {}
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -233,14 +241,18 @@ class Engine:
         *,
         webhook_url: str | None = None,
         filename: str | None = None,
+        preset: str | None = None,
     ) -> UUID:
         """Validate and store a CSV in one transaction; returns the new request's id.
 
-        Raises :class:`imgcore.CsvValidationError` (and stores nothing) when the CSV
+        ``preset`` names one of :attr:`presets` (``None``: ``default``); its whole definition
+        is recorded with the request. Raises :class:`imgcore.UnknownPresetError` for another
+        name, :class:`imgcore.CsvValidationError` (and stores nothing) when the CSV
         is invalid. The input is validated while it streams in — a bad file fails as soon as
         the problem arrives — and spooled; rows are inserted once the whole file is valid, so
         a slow upload never holds a database transaction (on SQLite, the write lock) open.
         """
+        chosen = resolve_preset(self.presets, preset)
         if webhook_url is not None:
             await self.validate_webhook_url(webhook_url)
         limits = self.config.csv_limits()
@@ -255,7 +267,7 @@ class Engine:
                 await anyio.to_thread.run_sync(take, chunk)
             checker.finish()  # raises CsvValidationError: nothing was stored
             spool.seek(0)
-            request_id = await self._insert(spool, checker.header, webhook_url, filename)
+            request_id = await self._insert(spool, checker.header, webhook_url, filename, chosen)
         await self.executor.submitted(request_id)
         return request_id
 
@@ -265,6 +277,7 @@ class Engine:
         header: CsvHeader | None,
         webhook_url: str | None,
         filename: str | None,
+        preset: Preset,
     ) -> UUID:
         assert header is not None  # finish() raised otherwise
         request_id = uuid.uuid4()
@@ -278,6 +291,7 @@ class Engine:
                 filename=filename,
                 webhook_url=webhook_url,
                 now=now,
+                preset=msgspec.to_builtins(preset),
             )
             total_products = total_images = 0
             for rows in batches:
@@ -374,7 +388,7 @@ class Engine:
             lambda conn: queries.read_product_page(conn, rid, start=start, limit=limit),
             short=limit <= SHORT_PAGE,
         )
-        return [self._with_urls(product) for product in page]
+        return [with_urls(product, self.storage.url_for) for product in page]
 
     async def deliveries(self, request_id: UUID | str) -> list[DeliveryInfo]:
         """A request's notifications and how their delivery went."""
@@ -395,6 +409,11 @@ class Engine:
     async def _output_chunks(self, request_id: UUID, header: CsvHeader) -> AsyncIterator[bytes]:
         # One short read per page: the stream may pause (a slow client) or stop anywhere
         # without holding a connection.
+        _, recorded = await self.database.read(
+            lambda conn: queries.get_preset(conn, request_id), short=True
+        )
+        preset = recorded_preset(recorded, self.config)
+        columns = more_columns(preset)
         start = 0
         while True:
             page = await self.database.read(
@@ -404,35 +423,12 @@ class Engine:
             )
             if not page:
                 return
-            rows = [self._output_row(product) for product in page]
-            for chunk in write_output_csv(header, rows, include_header=start == 0):
+            rows = [output_row(product, preset, self.storage.url_for) for product in page]
+            for chunk in write_output_csv(
+                header, rows, include_header=start == 0, more_columns=columns
+            ):
                 yield chunk
             start = page[-1].position + 1
-
-    def _output_row(self, product: ProductInfo) -> OutputRow:
-        product = self._with_urls(product)
-        return OutputRow(
-            serial=product.serial,
-            name=product.name,
-            input_urls=tuple(image.input_url for image in product.images),
-            output_urls=tuple(image.output_url for image in product.images),
-            errors=tuple(
-                f"{image.position + 1}: {image.error}"
-                for image in product.images
-                if image.status is ImageStatus.FAILED
-            ),
-            extra=product.extra,
-        )
-
-    def _with_urls(self, product: ProductInfo) -> ProductInfo:
-        images = tuple(
-            msgspec.structs.replace(
-                image,
-                output_url=output_url(image.status, image.storage_key, self.storage.url_for),
-            )
-            for image in product.images
-        )
-        return msgspec.structs.replace(product, images=images)
 
     async def thumbnail(self, request_id: UUID | str, image_id: int) -> bytes:
         """A done image's thumbnail (JPEG within 256 x 256 pixels), made from its stored output
@@ -456,6 +452,28 @@ class Engine:
         if not isinstance(self.storage, FileStorage):
             return None
         return self.storage.path_for(key)
+
+    async def alternatives(self, key: str) -> list[tuple[str, str]]:
+        """``(key, format)`` of each stored variant holding the same picture as ``key`` (the
+        same geometry in its preset), ``key`` first; just ``key`` when there is no other.
+        How ``/media`` serves the best format a client accepts."""
+        found = image_of_key(key)
+        if found is None:
+            return []
+        rid, image_id = found
+        preset = self._request_presets.get(rid)
+        if preset is None:
+            _, recorded = await self.database.read(
+                lambda conn: queries.get_preset(conn, rid), short=True
+            )
+            if len(self._request_presets) >= 1024:
+                self._request_presets.clear()
+            preset = self._request_presets[rid] = recorded_preset(recorded, self.config)
+        index = preset.index_of_key(rid, image_id, key)
+        if index is None:
+            return []
+        same = sorted(preset.alternatives(index), key=lambda i: i != index)
+        return [(preset.key(rid, image_id, i), preset.variants[i].format) for i in same]
 
     async def list_requests(self, **filters: Any) -> tuple[list[RequestInfo], int]:
         """Requests newest first (see :func:`imgcore._db.requests.list_requests` for filters).
@@ -523,7 +541,12 @@ class Engine:
         rid = _as_uuid(request_id)
 
         def delete(conn: sa.Connection) -> tuple[list[str], bool]:
-            return queries.storage_keys(conn, rid), queries.delete_request(conn, rid)
+            keys, attempted = queries.storage_keys(conn, rid)
+            _, recorded = queries.get_preset(conn, rid)
+            # What an unfinished attempt may have written: the keys its preset fixes.
+            preset = recorded_preset(recorded, self.config)
+            keys += [key for image in attempted for key in preset.keys(rid, image)]
+            return list(dict.fromkeys(keys)), queries.delete_request(conn, rid)
 
         keys, deleted = await self.database.write(delete)
         for key in keys:

@@ -14,6 +14,7 @@ __all__ = [
     "OutOfRangeError",
     "RequestNotFoundError",
     "StorageError",
+    "UnknownPresetError",
     "UnsupportedImageError",
     "WebhookURLError",
 ]
@@ -66,6 +67,17 @@ class ImageNotFoundError(RequestNotFoundError):
         super().__init__(request_id)
         self.args = (f"no done image {image_id} in request {request_id}",)
         self.image_id = image_id
+
+
+class UnknownPresetError(ImgcoreError, ValueError):
+    """A request names a preset that is not configured; ``known`` lists those that are."""
+
+    reason = "unknown_preset"
+
+    def __init__(self, name: str, known: list[str]) -> None:
+        super().__init__(f"no preset named {name!r} (known: {', '.join(known)})")
+        self.name = name
+        self.known = known
 
 
 class OutOfRangeError(ImgcoreError, ValueError):

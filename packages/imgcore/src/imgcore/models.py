@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 from uuid import UUID
 
 import msgspec
@@ -17,7 +18,9 @@ __all__ = [
     "ProductInfo",
     "ProductProgress",
     "RequestInfo",
+    "VariantOutput",
     "output_url",
+    "variant_outputs",
 ]
 
 
@@ -39,11 +42,44 @@ class RequestInfo(msgspec.Struct, frozen=True, kw_only=True):
     updated_at: datetime
     finished_at: datetime | None
     columns: tuple[str, ...] = ()
+    preset: str = "default"
+    """The name of the preset the request chose (its definition is recorded with it)."""
 
     @property
     def pending(self) -> int:
         """Images that have not ended yet."""
         return self.total - self.done - self.failed
+
+
+class VariantOutput(msgspec.Struct, frozen=True, kw_only=True):
+    """One stored variant of a done image (see :mod:`imgcore.presets`)."""
+
+    name: str
+    url: str
+    format: str
+    width: int
+    height: int
+    bytes: int
+    key: str = msgspec.field(default="")
+    """Its storage key (``url`` is where clients fetch it)."""
+
+
+def variant_outputs(
+    recorded: list[dict[str, Any]] | None, url_for: Callable[[str], str]
+) -> tuple[VariantOutput, ...]:
+    """The variants an image recorded, with their URLs (none before it is done)."""
+    return tuple(
+        VariantOutput(
+            name=v["name"],
+            url=url_for(v["key"]),
+            format=v["format"],
+            width=v["width"],
+            height=v["height"],
+            bytes=v["bytes"],
+            key=v["key"],
+        )
+        for v in recorded or ()
+    )
 
 
 class ImageInfo(msgspec.Struct, frozen=True, kw_only=True):
@@ -69,6 +105,10 @@ class ImageInfo(msgspec.Struct, frozen=True, kw_only=True):
     output_format: str | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    variants: tuple[VariantOutput, ...] = ()
+    """Each variant stored, in preset order (URLs filled in by the engine)."""
+    content_hash: str | None = None
+    """SHA-256 of the downloaded source, hex."""
 
 
 class ProductInfo(msgspec.Struct, frozen=True, kw_only=True):
@@ -92,6 +132,10 @@ class ImageProgress(msgspec.Struct, frozen=True, kw_only=True):
     output_url: str | None = None
     error_reason: str | None = None
     error: str | None = None
+    variants: tuple[VariantOutput, ...] = ()
+    source_width: int | None = None
+    source_height: int | None = None
+    content_hash: str | None = None
 
 
 class ProductProgress(msgspec.Struct, frozen=True, kw_only=True):

@@ -9,22 +9,30 @@ or 1/8 scale, WebP and AVIF at the size needed).
 
 from __future__ import annotations
 
+import math
 import os
+from collections.abc import Sequence
 from typing import Any, Final
 
+import msgspec
 import pyvips
 from imgcore.plugin import (
+    OUTPUT_FORMATS,
     CompressedImage,
     CompressOptions,
     CorruptImageError,
     DecompressionBombError,
     ImageError,
     UnsupportedImageError,
+    Variant,
     compressed_image,
+    decode_size,
     encoder_setting,
     fit_size,
     jpeg_has_nothing_to_strip,
+    plan_variant,
     png_metadata_bomb,
+    scale_box,
     sniff_format,
 )
 
@@ -84,6 +92,24 @@ class VipsCodec:
 
     def compress(self, data: bytes, options: CompressOptions) -> CompressedImage:
         """``data`` decoded and encoded as ``options`` say, by imgcore's rules."""
+        source_format = self._check(data)
+        try:
+            return _compress(data, source_format, options)
+        except pyvips.Error as exc:
+            raise CorruptImageError(f"cannot decode {source_format}: {_first_line(exc)}") from exc
+
+    def variants(
+        self, data: bytes, variants: Sequence[Variant], options: CompressOptions
+    ) -> list[CompressedImage]:
+        """``data`` decoded once (shrunk on load where every variant allows) and encoded as
+        each of ``variants``, by imgcore's rules."""
+        source_format = self._check(data)
+        try:
+            return _variants(data, source_format, tuple(variants), options)
+        except pyvips.Error as exc:
+            raise CorruptImageError(f"cannot decode {source_format}: {_first_line(exc)}") from exc
+
+    def _check(self, data: bytes) -> str:
         source_format = sniff_format(data)
         if source_format not in FORMATS:
             raise UnsupportedImageError(
@@ -93,13 +119,10 @@ class VipsCodec:
         # refuse the same bodies with the same reason (libvips has no such limit to set).
         if source_format == "PNG" and png_metadata_bomb(data):
             raise DecompressionBombError("compressed metadata too large")
-        try:
-            return _compress(data, source_format, options)
-        except pyvips.Error as exc:
-            raise CorruptImageError(f"cannot decode {source_format}: {_first_line(exc)}") from exc
+        return source_format
 
 
-def _compress(data: bytes, source_format: str, options: CompressOptions) -> CompressedImage:
+def _header(data: bytes, source_format: str, options: CompressOptions) -> pyvips.Image:
     head = pyvips.Image.new_from_buffer(data, "", access="sequential", fail_on="error")
     loader = str(head.get("vips-loader"))
     if not loader.startswith(LOADERS[source_format]):
@@ -110,6 +133,115 @@ def _compress(data: bytes, source_format: str, options: CompressOptions) -> Comp
         raise DecompressionBombError(
             f"{width}x{height} is {width * height} pixels, over the limit of {options.max_pixels}"
         )
+    return head
+
+
+def _variants(
+    data: bytes, source_format: str, variants: tuple[Variant, ...], options: CompressOptions
+) -> list[CompressedImage]:
+    head = _header(data, source_format, options)
+    width, height = head.width, head.height
+    rotated = _orientation(head) in _ROTATED
+    full = (height, width) if rotated else (width, height)
+    want = decode_size(full, variants)
+    load: dict[str, Any] = {"fail_on": "error"}
+    if source_format == "JPEG" and want != full:
+        # The largest DCT shrink that still leaves at least the size the variants need.
+        fits = [
+            s
+            for s in (1, 2, 4, 8)
+            if all(math.ceil(f / s) >= w for f, w in zip(full, want, strict=True))
+        ]
+        load["shrink"] = max(fits)
+    image = pyvips.Image.new_from_buffer(data, "", **load).autorot()
+    if image.interpretation == "cmyk":
+        image = _cmyk_to_srgb(image, _icc_profile(head))
+    # The one decode: every variant is cut from these pixels in memory.
+    image = image.copy_memory()
+    converted: dict[tuple[str, bool], pyvips.Image] = {}
+    results = []
+    for variant in variants:
+        jpeg = variant.format == "JPEG"
+        key = (variant.background, jpeg)
+        if key not in converted:
+            mode = CompressOptions(background=variant.background, format=variant.format)
+            converted[key] = _to_output_mode(image, mode)[0]
+        out = _cut(converted[key], full, variant)
+        encode = msgspec.structs.replace(
+            options, format=variant.format, quality=variant.quality, max_width=None, max_height=None
+        )
+        if max(out.width, out.height) > _MAX_SIDE[variant.format]:
+            raise ImageError(f"cannot encode {out.width}x{out.height} as {variant.format}")
+        icc = _icc_profile(out)
+        encoded = _encode(out, icc, encode)
+        media_type, extension = OUTPUT_FORMATS[variant.format]
+        results.append(
+            CompressedImage(
+                data=encoded,
+                format=variant.format,
+                media_type=media_type,
+                extension=extension,
+                width=out.width,
+                height=out.height,
+                input_format=source_format,
+                input_width=width,
+                input_height=height,
+                input_bytes=len(data),
+                output_bytes=len(encoded),
+            )
+        )
+    return results
+
+
+# How far (0-255) a pixel may differ from the border colour and still be border, as Pillow's.
+_TRIM_THRESHOLD: Final = 24
+
+
+def _cut(base: pyvips.Image, full: tuple[int, int], variant: Variant) -> pyvips.Image:
+    """``variant`` of the upright, converted ``base`` (decoded at ``full`` or below)."""
+    box = (0, 0, base.width, base.height)
+    if variant.trim:
+        box = _trim_box(base)
+        full = (box[2] - box[0], box[3] - box[1])  # trimming decodes at full size
+    plan = plan_variant(full, variant)
+    crop = scale_box(plan.crop, full, (box[2] - box[0], box[3] - box[1]))
+    left, top = crop[0] + box[0], crop[1] + box[1]
+    out = base.crop(left, top, crop[2] - crop[0], crop[3] - crop[1])
+    if (out.width, out.height) != plan.size:
+        out = out.thumbnail_image(plan.size[0], height=plan.size[1], size="force")
+    if plan.canvas != plan.size:
+        colour = list(variant.background_rgb())
+        out = out.embed(
+            plan.offset[0],
+            plan.offset[1],
+            plan.canvas[0],
+            plan.canvas[1],
+            extend="background",
+            # Grey by the luma weights Pillow uses (ITU-R 601-2).
+            background=colour
+            if out.bands == 3
+            else [round((colour[0] * 299 + colour[1] * 587 + colour[2] * 114) / 1000)],
+        )
+    return out
+
+
+def _trim_box(image: pyvips.Image) -> tuple[int, int, int, int]:
+    """The box inside the uniform border (the top-left pixel's colour, within the threshold),
+    found as the Pillow codec finds it, so that both trim the same pixels."""
+    border = (image - image(0, 0)).abs() > _TRIM_THRESHOLD
+    if border.bands > 1:
+        border = border.bandor()
+    columns, rows = border.project()
+    xs = [i for i, v in enumerate(columns.tolist()[0]) if v]
+    ys = [i for i, row in enumerate(rows.tolist()) if row[0]]
+    if not xs or not ys:
+        return 0, 0, image.width, image.height
+    return xs[0], ys[0], xs[-1] + 1, ys[-1] + 1
+
+
+def _compress(data: bytes, source_format: str, options: CompressOptions) -> CompressedImage:
+    head = _header(data, source_format, options)
+    width, height = head.width, head.height
     orientation = _orientation(head)
     oriented = (height, width) if orientation in _ROTATED else (width, height)
     target = fit_size(oriented, options.max_width, options.max_height)

@@ -18,7 +18,7 @@ from litestar.response import File
 
 from imgapi.problems import ProblemError, documented_header, problem_responses
 
-__all__ = ["CACHE_CONTROL", "media"]
+__all__ = ["CACHE_CONTROL", "best_for", "media"]
 
 #: A key always holds the same image once written (a re-run rewrites identical bytes).
 CACHE_CONTROL = "public, max-age=31536000, immutable"
@@ -31,6 +31,44 @@ _TYPES = {
     ".avif": "image/avif",
     ".png": "image/png",
 }
+
+
+# Best first: the smaller files, for the same picture, where the client takes them.
+_PREFERENCE = ("AVIF", "WEBP", "JPEG")
+
+
+def best_for(alternatives: list[tuple[str, str]], accept: str | None) -> str:
+    """The key, among ``(key, format)`` holding the same picture (the requested one first),
+    in the best format ``accept`` lists by name (``image/avif``, ``image/webp``; a wildcard
+    does not count: ``*/*`` clients may not decode AVIF). JPEG, or the requested key,
+    otherwise."""
+    taken = _accepted(accept)
+    by_format = {fmt: key for key, fmt in reversed(alternatives)}
+    for fmt in _PREFERENCE:
+        if fmt in by_format and (fmt == "JPEG" or _MEDIA_TYPES[fmt] in taken):
+            return by_format[fmt]
+    return alternatives[0][0]
+
+
+_MEDIA_TYPES = {"AVIF": "image/avif", "WEBP": "image/webp", "JPEG": "image/jpeg"}
+
+
+def _accepted(accept: str | None) -> set[str]:
+    """The media types ``accept`` names with a non-zero quality."""
+    taken = set()
+    for item in (accept or "").split(","):
+        media_type, *params = (part.strip() for part in item.split(";"))
+        quality = 1.0
+        for param in params:
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    quality = float(value)
+                except ValueError:
+                    quality = 0.0
+        if quality > 0:
+            taken.add(media_type.lower())
+    return taken
 
 
 def _not_found() -> ProblemError:
@@ -73,10 +111,25 @@ async def media(
         str | None,
         HeaderParameter(name="If-None-Match", description="ETags held; a match answers 304"),
     ] = None,
+    accept: Annotated[
+        str | None,
+        HeaderParameter(
+            name="Accept",
+            description="Formats the client takes: where the preset wrote the same picture "
+            "as AVIF or WebP too, the best one listed here is served",
+        ),
+    ] = None,
 ) -> Response[Any]:
-    """Serve one stored file."""
+    """Serve one stored file (or the same picture in a better format the client accepts)."""
+    key = key.lstrip("/")
+    headers = {"Cache-Control": CACHE_CONTROL, "X-Content-Type-Options": "nosniff"}
+    alternatives = await engine.alternatives(key)
+    if len(alternatives) > 1:
+        # The answer depends on Accept: caches must keep one per Accept value.
+        headers["Vary"] = "Accept"
+        key = best_for(alternatives, accept)
     try:
-        path = engine.media_path(key.lstrip("/"))
+        path = engine.media_path(key)
         if path is None:
             raise _not_found()
         info = await anyio.to_thread.run_sync(os.stat, path)
@@ -86,7 +139,6 @@ async def media(
     if not stat.S_ISREG(info.st_mode) or not media_type.startswith("image/"):
         raise _not_found()  # only images are stored here: serve nothing else
     tag = f"{info.st_size:x}-{info.st_mtime_ns:x}"
-    headers = {"Cache-Control": CACHE_CONTROL, "X-Content-Type-Options": "nosniff"}
     if _etag_matches(if_none_match, f'"{tag}"'):
         return Response(b"", status_code=304, headers={**headers, "ETag": f'"{tag}"'})
     return File(

@@ -30,6 +30,7 @@ __all__ = [
     "PageOut",
     "ProductOut",
     "StatusOut",
+    "VariantOut",
     "output_csv",
     "output_csv_download",
     "read_status",
@@ -42,14 +43,30 @@ MAX_PER_PAGE = 1000
 MAX_PAGE = MAX_POSITION // MAX_PER_PAGE
 
 
+class VariantOut(msgspec.Struct, frozen=True, kw_only=True):
+    """One stored variant of a done image, in its preset's order."""
+
+    name: str
+    url: str
+    format: str
+    width: int
+    height: int
+    bytes: int
+
+
 class ImageOut(msgspec.Struct, frozen=True, kw_only=True):
-    """One image of a product, in the order of the input cell."""
+    """One image of a product, in the order of the input cell; ``output_url`` is the first
+    variant's, ``source_*`` describe the downloaded source (null until it is done)."""
 
     input_url: str
     output_url: str | None
     status: str
     error: str | None
     error_reason: str | None
+    variants: list[VariantOut]
+    source_width: int | None
+    source_height: int | None
+    source_sha256: str | None
 
 
 class ProductOut(msgspec.Struct, frozen=True, kw_only=True):
@@ -91,6 +108,7 @@ class StatusOut(msgspec.Struct, frozen=True, kw_only=True):
     request_id: UUID
     status: str
     filename: str | None
+    preset: str
     total: int
     done: int
     failed: int
@@ -112,6 +130,20 @@ def _image(image: ImageProgress) -> ImageOut:
         status=image.status.value,
         error=image.error,
         error_reason=image.error_reason,
+        variants=[
+            VariantOut(
+                name=v.name,
+                url=v.url,
+                format=v.format,
+                width=v.width,
+                height=v.height,
+                bytes=v.bytes,
+            )
+            for v in image.variants
+        ],
+        source_width=image.source_width,
+        source_height=image.source_height,
+        source_sha256=image.content_hash,
     )
 
 
@@ -169,6 +201,7 @@ def _status_document(
         request_id=info.request_id,
         status=info.status.value,
         filename=info.filename,
+        preset=info.preset,
         total=info.total,
         done=info.done,
         failed=info.failed,

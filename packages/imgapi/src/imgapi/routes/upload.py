@@ -28,6 +28,7 @@ from imgapi.auth import SECURITY, require_api_key
 from imgapi.form import (
     CSV_MEDIA_TYPES,
     FILE_FIELD,
+    PRESET_FIELD,
     WEBHOOK_FIELD,
     UploadForm,
     check_file_type,
@@ -63,6 +64,11 @@ class _UploadOperation(Operation):
                 WEBHOOK_FIELD: Schema(
                     type=OpenAPIType.STRING,
                     description="URL called when the request ends; put it before the file",
+                ),
+                PRESET_FIELD: Schema(
+                    type=OpenAPIType.STRING,
+                    description="The preset to write each image as (GET /presets lists "
+                    "them; default: `default`); put it before the file",
                 ),
                 FILE_FIELD: Schema(
                     type=OpenAPIType.STRING,
@@ -122,10 +128,17 @@ async def upload(
     filename: Annotated[
         str | None, QueryParameter(description="Name to record for a text/csv body")
     ] = None,
+    preset: Annotated[
+        str | None,
+        QueryParameter(
+            description="The preset to write each image as, by name (GET /presets lists them; "
+            "default: `default`), or the form field of that name",
+        ),
+    ] = None,
 ) -> Response[Accepted]:
     """Store an uploaded CSV as a new request."""
     try:
-        request_id = await _submit(request, runtime, engine, webhook_url, filename)
+        request_id = await _submit(request, runtime, engine, webhook_url, filename, preset)
     except ImgcoreError as exc:
         problem = from_imgcore(exc)
         _rejected(runtime, problem)
@@ -155,6 +168,7 @@ async def _submit(
     engine: Engine,
     webhook_url: str | None,
     filename: str | None,
+    preset: str | None,
 ) -> UUID:
     max_bytes = runtime.settings.max_upload_bytes
     length = request.headers.get("content-length", "")
@@ -172,25 +186,24 @@ async def _submit(
         try:
             await form.read_until_file()
             check_file_type(form.content_type)
-            form_webhook = _blank_to_none(form.fields.get(WEBHOOK_FIELD))
-            if form_webhook is not None and _blank_to_none(webhook_url) is not None:
-                raise ProblemError(
-                    400,
-                    f"give {WEBHOOK_FIELD!r} in the form or in the query string, not both",
-                    reason="duplicate_field",
-                )
+            form_webhook = _one_of(form.fields, WEBHOOK_FIELD, webhook_url)
+            form_preset = _one_of(form.fields, PRESET_FIELD, preset)
             async with aclosing(form.file_chunks()) as chunks:
                 return await engine.submit_csv(
                     chunks,
-                    webhook_url=_blank_to_none(form_webhook or webhook_url),
+                    webhook_url=form_webhook,
                     filename=form.filename,
+                    preset=form_preset,
                 )
         finally:
             await form.aclose()
     if media_type in CSV_MEDIA_TYPES:
         async with aclosing(body) as chunks:
             return await engine.submit_csv(
-                chunks, webhook_url=_blank_to_none(webhook_url), filename=filename or None
+                chunks,
+                webhook_url=_blank_to_none(webhook_url),
+                filename=filename or None,
+                preset=_blank_to_none(preset),
             )
     raise ProblemError(
         415,
@@ -198,6 +211,19 @@ async def _submit(
         f"not as {media_type or 'a body without Content-Type'}",
         reason="unsupported_media_type",
     )
+
+
+def _one_of(fields: dict[str, str], name: str, query: str | None) -> str | None:
+    """A setting given in the form or in the query string (400 when in both)."""
+    in_form = _blank_to_none(fields.get(name))
+    in_query = _blank_to_none(query)
+    if in_form is not None and in_query is not None:
+        raise ProblemError(
+            400,
+            f"give {name!r} in the form or in the query string, not both",
+            reason="duplicate_field",
+        )
+    return in_form or in_query
 
 
 def _blank_to_none(value: str | None) -> str | None:

@@ -63,10 +63,14 @@ def select_codecs(pm: pluggy.PluginManager, name: str = "") -> tuple[CodecSpec, 
     return tuple(codecs)
 
 
-def for_image(codecs: Sequence[CodecSpec], input_format: str | None, output: str) -> int:
-    """Index in ``codecs`` of the first that decodes ``input_format`` and encodes ``output``;
-    0 when none does (that codec then refuses the image with the usual error)."""
+def for_image(
+    codecs: Sequence[CodecSpec], input_format: str | None, output: str | frozenset[str]
+) -> int:
+    """Index in ``codecs`` of the first that decodes ``input_format`` and encodes ``output``
+    (every one of them, for a preset's formats); 0 when none does (that codec then refuses
+    the image with the usual error)."""
+    outputs = frozenset({output}) if isinstance(output, str) else output
     for index, spec in enumerate(codecs):
-        if input_format in spec.formats and output in spec.outputs:
+        if input_format in spec.formats and outputs <= spec.outputs:
             return index
     return 0

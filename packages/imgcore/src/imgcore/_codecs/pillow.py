@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from imgcore._compress import compress
+from collections.abc import Sequence
+
+from imgcore._compress import compress, compress_variants
 from imgcore.contracts import (
     ALLOWED_FORMATS,
     OUTPUT_FORMATS,
     CodecSpec,
     CompressedImage,
     CompressOptions,
+    Variant,
 )
 from imgcore.hookspecs import hookimpl
 
@@ -21,6 +24,12 @@ class PillowCodec:
     def compress(self, data: bytes, options: CompressOptions) -> CompressedImage:
         """See :func:`imgcore._compress.compress`."""
         return compress(data, options)
+
+    def variants(
+        self, data: bytes, variants: Sequence[Variant], options: CompressOptions
+    ) -> list[CompressedImage]:
+        """See :func:`imgcore._compress.compress_variants`."""
+        return compress_variants(data, variants, options)
 
 
 PILLOW = CodecSpec(

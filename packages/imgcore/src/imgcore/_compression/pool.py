@@ -14,7 +14,7 @@ import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import anyio
 import anyio.to_thread
@@ -23,7 +23,14 @@ from imgcore._codecs import for_image
 from imgcore._codecs.pillow import PILLOW
 from imgcore._compression.spool import Spool, run_spooled
 from imgcore._compression.tuning import compression_worker_init
-from imgcore.contracts import Codec, CodecSpec, CompressedImage, CompressOptions, sniff_format
+from imgcore.contracts import (
+    Codec,
+    CodecSpec,
+    CompressedImage,
+    CompressOptions,
+    Variant,
+    sniff_format,
+)
 from imgcore.errors import ImageError
 
 __all__ = ["Compressor"]
@@ -39,7 +46,16 @@ class _Codecs:
         self._built: dict[int, Codec] = {}
 
     def compress(self, data: bytes, options: CompressOptions) -> CompressedImage:
-        index = for_image(self.specs, sniff_format(data), options.format)
+        return self._codec(data, options.format).compress(data, options)
+
+    def variants(
+        self, data: bytes, variants: tuple[Variant, ...], options: CompressOptions
+    ) -> list[CompressedImage]:
+        formats = frozenset(variant.format for variant in variants)
+        return self._codec(data, formats).variants(data, variants, options)
+
+    def _codec(self, data: bytes, outputs: str | frozenset[str]) -> Codec:
+        index = for_image(self.specs, sniff_format(data), outputs)
         codec = self._built.get(index)
         if codec is None:
             spec = self.specs[index]
@@ -50,7 +66,7 @@ class _Codecs:
             except Exception as exc:
                 raise ImageError(f"codec {spec.name!r} could not be built: {exc}") from exc
             self._built[index] = codec
-        return codec.compress(data, options)
+        return codec
 
 
 # In a worker process: its codecs, set once by _init_worker.
@@ -66,6 +82,13 @@ def _init_worker(parent_pid: int, specs: tuple[CodecSpec, ...]) -> None:
 def _compress_in_worker(data: bytes, options: CompressOptions) -> CompressedImage:
     assert _worker_codecs is not None, "called outside a compression worker"
     return _worker_codecs.compress(data, options)
+
+
+def _variants_in_worker(
+    data: bytes, options: CompressOptions, variants: tuple[Variant, ...]
+) -> list[CompressedImage]:
+    assert _worker_codecs is not None, "called outside a compression worker"
+    return _worker_codecs.variants(data, variants, options)
 
 
 class Compressor:
@@ -115,16 +138,34 @@ class Compressor:
             with contextlib.suppress(BrokenProcessPool):  # rebuilt when the first image comes
                 await asyncio.gather(*(asyncio.wrap_future(future) for future in warming))
 
-    async def __call__(self, data: bytes) -> CompressedImage:
-        """Compress ``data`` on a worker; raises :class:`imgcore.errors.ImageError`."""
+    async def __call__(
+        self, data: bytes, options: CompressOptions | None = None
+    ) -> CompressedImage:
+        """Compress ``data`` on a worker (``options``: the engine's unless given); raises
+        :class:`imgcore.errors.ImageError`."""
+        options = options or self.options
         if self._local_codecs is not None:
             return await anyio.to_thread.run_sync(
-                self._local_codecs.compress, data, self.options, limiter=self._limiter
+                self._local_codecs.compress, data, options, limiter=self._limiter
             )
-        return await self._run(_compress_in_worker, data, self.options)
+        return await self._run(_compress_in_worker, data, options)
+
+    async def variants(
+        self, data: bytes, variants: Sequence[Variant], options: CompressOptions | None = None
+    ) -> list[CompressedImage]:
+        """``data`` decoded once and encoded as each of ``variants`` on a worker (``options``:
+        the engine's, for what variants do not say); raises
+        :class:`imgcore.errors.ImageError`."""
+        chosen = tuple(variants)
+        options = options or self.options
+        if self._local_codecs is not None:
+            return await anyio.to_thread.run_sync(
+                self._local_codecs.variants, data, chosen, options, limiter=self._limiter
+            )
+        return await self._run(_variants_in_worker, data, options, chosen)
 
     async def _run(
-        self, function: Callable[[bytes, CompressOptions], T], data: bytes, options: CompressOptions
+        self, function: Callable[..., T], data: bytes, options: CompressOptions, *args: Any
     ) -> T:
         async with self._limiter:
             pool = self._process_pool()
@@ -132,9 +173,9 @@ class Compressor:
             spooled = spool.write(data) if spool is not None else None
             try:
                 if spooled is None:
-                    return await asyncio.wrap_future(pool.submit(function, data, options))
+                    return await asyncio.wrap_future(pool.submit(function, data, options, *args))
                 return await asyncio.wrap_future(
-                    pool.submit(run_spooled, function, spooled, len(data), options)
+                    pool.submit(run_spooled, function, spooled, len(data), options, *args)
                 )
             except BrokenProcessPool:
                 if self._pool is pool:

@@ -32,6 +32,7 @@ class OutputRow(msgspec.Struct, frozen=True, kw_only=True):
     output_urls: tuple[str | None, ...]  # same length and order as input_urls; None: no output
     errors: tuple[str, ...] = ()  # human error lines, e.g. "2: HTTP 404 Not Found"
     extra: tuple[str, ...] = ()
+    more: tuple[str, ...] = ()  # the cells of write_output_csv's more_columns
 
 
 def _neutralise(cell: str) -> str:
@@ -44,12 +45,15 @@ def write_output_csv(
     *,
     include_header: bool = True,
     chunk_bytes: int = 64 * 1024,
+    more_columns: tuple[str, ...] = (),
 ) -> Iterator[bytes]:
     """Stream the output CSV as UTF-8 chunks of about ``chunk_bytes``.
 
     ``include_header=False`` leaves out the header line, to write a long file page by page.
 
-    Columns: the input header's columns as written, then "Output Image Urls" and "Errors".
+    Columns: the input header's columns as written, then "Output Image Urls",
+    ``more_columns`` (a preset's further variants and details, each row's ``more``) and
+    "Errors".
     Output URLs are positional (an empty item where an image has no output); errors are joined
     by "; ". Cells that a spreadsheet would run as a formula get a leading single quote.
     """
@@ -58,10 +62,14 @@ def write_output_csv(
     ncols = len(header.columns)
     extra_indices = header.extra_indices
     if include_header:
-        columns = (*header.columns, OUTPUT_URLS_COLUMN, ERRORS_COLUMN)
+        columns = (*header.columns, OUTPUT_URLS_COLUMN, *more_columns, ERRORS_COLUMN)
         writer.writerow([_neutralise(c) for c in columns])
     for row in rows:
-        if len(row.output_urls) != len(row.input_urls) or len(row.extra) != len(extra_indices):
+        if (
+            len(row.output_urls) != len(row.input_urls)
+            or len(row.extra) != len(extra_indices)
+            or len(row.more) != len(more_columns)
+        ):
             raise ImgcoreError(
                 f"output row {row.serial}: {len(row.input_urls)} input URLs,"
                 f" {len(row.output_urls)} output URLs, {len(row.extra)} extra values"
@@ -75,6 +83,7 @@ def write_output_csv(
         for index, value in zip(extra_indices, row.extra, strict=True):
             cells[index] = value
         cells.append(",".join(url or "" for url in row.output_urls))
+        cells.extend(row.more)
         cells.append("; ".join(row.errors))
         writer.writerow([_neutralise(c) for c in cells])
         if buffer.tell() >= chunk_bytes:

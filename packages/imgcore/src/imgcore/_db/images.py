@@ -54,6 +54,10 @@ class ImageResult(msgspec.Struct, frozen=True, kw_only=True):
     output_height: int | None = None
     input_format: str | None = None
     output_format: str | None = None
+    variants: list[dict[str, Any]] | None = None
+    """Each variant's output (name, key, format, width, height, bytes), in preset order."""
+    content_hash: str | None = None
+    """SHA-256 of the downloaded source, hex."""
 
 
 def claim_images(

@@ -22,6 +22,7 @@ from imgcore.models import (
     ProductProgress,
     RequestInfo,
     output_url,
+    variant_outputs,
 )
 from imgcore.states import ImageStatus, RequestStatus
 
@@ -36,6 +37,7 @@ __all__ = [
     "create_request",
     "delete_request",
     "get_header",
+    "get_preset",
     "list_requests",
     "read_product_page",
     "read_progress_page",
@@ -54,11 +56,13 @@ def create_request(
     filename: str | None,
     webhook_url: str | None,
     now: datetime,
+    preset: dict[str, Any] | None = None,
 ) -> None:
     """Insert a request with no rows yet (totals are set once every row is in)."""
     conn.execute(
         requests.insert().values(
             id=request_id,
+            preset=preset,
             status=RequestStatus.PENDING.value,
             webhook_url=webhook_url,
             filename=filename,
@@ -139,6 +143,7 @@ def _request_info(row: sa.Row[Any]) -> RequestInfo:
         updated_at=row.updated_at,
         finished_at=row.finished_at,
         columns=tuple(row.header.get("columns", ())),
+        preset=row.preset["name"] if isinstance(row.preset, dict) else "default",
     )
 
 
@@ -155,6 +160,15 @@ def get_header(conn: sa.Connection, request_id: UUID) -> dict[str, Any] | None:
     """The input CSV header a request was submitted with (as stored by ``create_request``)."""
     header = (conn.execute(sa.select(_R.header).where(_R.id == request_id))).scalar_one_or_none()
     return header if isinstance(header, dict) else None
+
+
+def get_preset(conn: sa.Connection, request_id: UUID) -> tuple[bool, dict[str, Any] | None]:
+    """``(found, preset)``: the preset definition a request recorded (``None``: stored before
+    presets); ``found`` is False for an unknown request."""
+    row = conn.execute(sa.select(_R.preset).where(_R.id == request_id)).first()
+    if row is None:
+        return False, None
+    return True, row.preset if isinstance(row.preset, dict) else None
 
 
 def list_requests(
@@ -205,6 +219,8 @@ _IMAGE_FIELDS = (
     "output_format",
     "started_at",
     "finished_at",
+    "variants",
+    "content_hash",
 )
 
 
@@ -261,6 +277,8 @@ _PRODUCT_PAGE = _page_statement(
 def _image_info(row: Any) -> ImageInfo:
     fields = dict(zip(_IMAGE_FIELDS, row[-len(_IMAGE_FIELDS) :], strict=True))
     fields["status"] = ImageStatus(fields["status"])
+    # Keys only here: the engine knows the storage that turns them into URLs.
+    fields["variants"] = variant_outputs(fields["variants"], str)
     return ImageInfo(input_url=row.url, **fields)
 
 
@@ -293,6 +311,10 @@ _PROGRESS_PAGE = _page_statement(
     _I.storage_key,
     _I.error_reason,
     _I.error,
+    _I.variants,
+    _I.input_width,
+    _I.input_height,
+    _I.content_hash,
 )
 
 
@@ -316,6 +338,10 @@ def read_progress_page(
             output_url=output_url(status, row.storage_key, url_for),
             error_reason=row.error_reason,
             error=row.error,
+            variants=variant_outputs(row.variants, url_for),
+            source_width=row.input_width,
+            source_height=row.input_height,
+            content_hash=row.content_hash,
         )
 
     return [
@@ -360,17 +386,32 @@ def retry_failed(conn: sa.Connection, request_id: UUID, *, now: datetime) -> int
     return count
 
 
-def storage_keys(conn: sa.Connection, request_id: UUID) -> list[str]:
-    """Every stored object key of a request (outputs and thumbnails)."""
+def storage_keys(conn: sa.Connection, request_id: UUID) -> tuple[list[str], list[int]]:
+    """Every recorded object key of a request (outputs, variants and thumbnails), and the
+    ids of its images that were claimed but have not ended (an attempt may have written
+    their keys, which the caller derives from the request's preset)."""
     rows = (
         conn.execute(
-            sa.select(_I.storage_key, _I.thumbnail_key).where(
+            sa.select(_I.id, _I.status, _I.storage_key, _I.thumbnail_key, _I.variants).where(
                 _I.request_id == request_id,
-                sa.or_(_I.storage_key.is_not(None), _I.thumbnail_key.is_not(None)),
+                sa.or_(
+                    _I.storage_key.is_not(None),
+                    _I.thumbnail_key.is_not(None),
+                    _I.attempts > 0,
+                ),
             )
         )
     ).all()
-    return [key for row in rows for key in (row.storage_key, row.thumbnail_key) if key]
+    keys: list[str] = []
+    attempted: list[int] = []
+    for row in rows:
+        keys.extend(key for key in (row.storage_key, row.thumbnail_key) if key)
+        keys.extend(v["key"] for v in row.variants or ())
+        # A failed image's ending deleted its keys; an unfinished one's attempt may have
+        # written some.
+        if row.status in (ImageStatus.PENDING.value, ImageStatus.PROCESSING.value):
+            attempted.append(row.id)
+    return list(dict.fromkeys(keys)), attempted
 
 
 def delete_request(conn: sa.Connection, request_id: UUID) -> bool:

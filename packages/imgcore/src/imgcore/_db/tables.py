@@ -48,6 +48,9 @@ requests = sa.Table(
     sa.Column("filename", sa.String(255)),
     # The input header as written, so the output CSV repeats it (extra columns included).
     sa.Column("header", sa.JSON(), nullable=False),
+    # The chosen preset's whole definition (imgcore.presets.Preset); NULL: stored before
+    # presets, which is `default` as the settings describe it.
+    sa.Column("preset", sa.JSON()),
     sa.Column("total_products", sa.Integer(), nullable=False),
     sa.Column("total_images", sa.Integer(), nullable=False),
     sa.Column("done_images", sa.Integer(), nullable=False, server_default="0"),
@@ -109,6 +112,11 @@ images = sa.Table(
     sa.Column("output_format", sa.String(8)),
     sa.Column("started_at", UTCDateTime()),
     sa.Column("finished_at", UTCDateTime()),
+    # A done image's outputs, one per variant of its request's preset, in the preset's order
+    # (name, key, format, width, height, bytes); the first is also storage_key and output_*.
+    sa.Column("variants", sa.JSON()),
+    # SHA-256 of the downloaded source, hex.
+    sa.Column("content_hash", sa.String(64)),
     sa.ForeignKeyConstraint(
         ["request_id", "product_position"],
         ["products.request_id", "products.position"],
