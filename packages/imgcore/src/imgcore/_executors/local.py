@@ -100,7 +100,11 @@ class LocalExecutor:
             # A bug or a database outage: the lease expires and the image is tried again.
             log.exception("processing image %s failed unexpectedly", claim.id)
         finally:
-            del self._inflight[claim.id]
+            # A lease lost under load lets this executor claim the image again while the
+            # first attempt still runs; only the newest claim of an image stays in flight
+            # (the database settles whichever still holds the lease).
+            if self._inflight.get(claim.id) is claim:
+                del self._inflight[claim.id]
             self._wake.set()
 
     async def _renew_leases(self) -> None:
