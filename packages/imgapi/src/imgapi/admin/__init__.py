@@ -1,7 +1,8 @@
 """The admin pages under ``/admin``: login, requests, details, retry and delete.
 
 Server-rendered (Jinja, autoescaped) with one small stylesheet; the session is a signed,
-encrypted cookie limited to ``/admin``; every form carries the session's CSRF token.
+encrypted cookie limited to ``/admin`` naming a session kept in the database; every form
+carries the session's CSRF token; logins are limited per address and account.
 """
 
 from __future__ import annotations
@@ -11,10 +12,12 @@ from datetime import datetime
 from jinja2 import Environment, PackageLoader, select_autoescape
 from litestar import Router
 from litestar.datastructures import ResponseHeader
+from litestar.di import Provide
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.template import TemplateConfig
 
 from imgapi.admin.security import ADMIN_PATH, require_admin, session_middleware
+from imgapi.admin.throttle import LoginLimits
 from imgapi.admin.views import HANDLERS, exception_handlers
 from imgapi.settings import Settings
 
@@ -37,11 +40,18 @@ _HEADERS = [
 
 def admin_router(settings: Settings) -> Router:
     """Every admin route, behind the login guard (except the login page and stylesheet)."""
+    limits = LoginLimits(settings)
+
+    def login_limits() -> LoginLimits:
+        # A closure, not a partial: Litestar deep-copies routers, and functions copy as is.
+        return limits
+
     return Router(
         path=ADMIN_PATH,
         route_handlers=HANDLERS,
         guards=[require_admin],
         middleware=[session_middleware(settings)],
+        dependencies={"login_limits": Provide(login_limits, sync_to_thread=False)},
         exception_handlers=exception_handlers(),
         response_headers=_HEADERS,
         include_in_schema=False,
