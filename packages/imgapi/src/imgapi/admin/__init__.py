@@ -11,7 +11,7 @@ from datetime import datetime
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 from litestar import Router
-from litestar.datastructures import ResponseHeader
+from litestar.datastructures import ResponseHeader, State
 from litestar.di import Provide
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.template import TemplateConfig
@@ -39,23 +39,25 @@ _HEADERS = [
 
 
 def admin_router(settings: Settings) -> Router:
-    """Every admin route, behind the login guard (except the login page and stylesheet)."""
-    limits = LoginLimits(settings)
+    """Every admin route, behind the login guard (except the login page and stylesheet).
 
-    def login_limits() -> LoginLimits:
-        # A closure, not a partial: Litestar deep-copies routers, and functions copy as is.
-        return limits
-
+    The app's state holds the :class:`LoginLimits` (``login_limits``) the login route uses.
+    """
     return Router(
         path=ADMIN_PATH,
         route_handlers=HANDLERS,
         guards=[require_admin],
         middleware=[session_middleware(settings)],
-        dependencies={"login_limits": Provide(login_limits, sync_to_thread=False)},
+        dependencies={"login_limits": Provide(_login_limits, sync_to_thread=False)},
         exception_handlers=exception_handlers(),
         response_headers=_HEADERS,
         include_in_schema=False,
     )
+
+
+def _login_limits(state: State) -> LoginLimits:
+    limits: LoginLimits = state.login_limits
+    return limits
 
 
 _NONE = "\N{EN DASH}"  # shown for a missing value
