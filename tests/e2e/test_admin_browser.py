@@ -45,6 +45,10 @@ def env_for(root: Path) -> dict[str, str]:
         IMGCORE_WORKERS="2",
         IMGAPI_SESSION_SECRET="a test secret, not a real one",
         IMGAPI_LOG_FORMAT="none",
+        # Every test logs in from 127.0.0.1: the login limits have tests of their own
+        # (tests/imgapi/test_admin_logins.py).
+        IMGAPI_ADMIN_LOGIN_PER_ADDRESS="1000",
+        IMGAPI_ADMIN_LOGIN_PER_ACCOUNT="1000",
     )
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import io
 import re
 import sqlite3
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 
 import anyio
@@ -13,9 +14,9 @@ import httpx
 import pytest
 import sqlalchemy as sa
 from imgapi import Settings, create_app
-from imgapi.admin.accounts import MAX_FAILURES, save_admin
+from imgapi.admin.accounts import MAX_FAILURES, authenticate, save_admin
 from imgapi.admin.security import COOKIE_NAME, safe_next
-from imgapi.tables import admin_users
+from imgapi.tables import admin_sessions, admin_users
 from imgcore.engine import Engine
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
@@ -185,6 +186,52 @@ async def test_logging_out_ends_the_session(admin: Client) -> None:
     response = await admin.post("/admin/logout", data={"csrf_token": token})
     assert response.status_code == 200 and "Log in" in response.text
     assert (await admin.get("/admin", follow_redirects=False)).status_code == 303
+
+
+async def test_a_burst_of_logins_never_hashes_more_passwords_at_once_than_the_bound(
+    tmp_path: Path,
+) -> None:
+    settings = Settings(
+        core=core_config(tmp_path, compress_pool="thread"),
+        log_format="none",
+        admin_hash_concurrency=2,
+    )
+    async with AsyncTestClient(create_app(settings), base_url="http://127.0.0.1:8000") as client:
+        database = engine_of(client).database
+        limits = client.app.state.login_limits  # the login route's
+        await save_admin(database, "admin", PASSWORD)
+        async with anyio.create_task_group() as tg:  # known and unknown users alike
+            for n in range(12):
+                username = "admin" if n % 2 else f"nobody{n}"
+                tg.start_soon(partial(authenticate, limits=limits), database, username, "wrong1")
+    # Counted inside the hashing threads: the bound was reached and never passed.
+    assert limits.peak_hashing == 2, f"{limits.peak_hashing} hashes at once"
+    assert limits.hashing == 0
+
+
+async def test_an_expired_session_is_refused_and_cleaned_up_at_the_next_login(
+    admin: Client,
+) -> None:
+    database = engine_of(admin).database
+    await database.write(
+        lambda conn: conn.execute(
+            admin_sessions.update().values(expires_at=datetime.now(UTC) - timedelta(seconds=1))
+        )
+    )
+    assert (await admin.get("/admin", follow_redirects=False)).status_code == 303
+    assert (await log_in(admin)).status_code == 303  # a new session; the expired one deleted
+    expires = await database.read(
+        lambda conn: conn.execute(sa.select(admin_sessions.c.expires_at)).scalars().all()
+    )
+    assert len(expires) == 1 and expires[0] > datetime.now(UTC)
+
+
+async def test_the_cookie_holds_a_token_and_the_database_only_its_hash(admin: Client) -> None:
+    rows = await engine_of(admin).database.read(
+        lambda conn: conn.execute(sa.select(admin_sessions.c.token_hash)).scalars().all()
+    )
+    assert len(rows) == 1 and len(rows[0]) == 64
+    assert rows[0] not in admin.cookies[COOKIE_NAME]
 
 
 @pytest.mark.parametrize(

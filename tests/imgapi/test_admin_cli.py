@@ -62,3 +62,19 @@ def test_create_admin_takes_no_password_argument(
 ) -> None:
     with pytest.raises(SystemExit):
         run(monkeypatch, "", "alice", "--password", "a long password")
+
+
+def test_revoke_sessions_of_an_unknown_user_fails_with_a_message(
+    env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run(monkeypatch, "a long password\n", "alice")
+    assert main(["revoke-sessions", "bob"]) == 1
+    assert "no admin user 'bob'" in capsys.readouterr().err
+
+
+def test_revoke_sessions_of_a_user_without_sessions_ends_none(
+    env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run(monkeypatch, "a long password\n", "alice")
+    assert main(["revoke-sessions", "alice"]) == 0
+    assert "ended 0 session(s) of admin user 'alice'" in capsys.readouterr().out

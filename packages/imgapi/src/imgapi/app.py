@@ -14,6 +14,7 @@ from litestar.types import ControllerRouterHandler
 
 from imgapi import __version__
 from imgapi.admin import admin_router, template_config
+from imgapi.admin.throttle import LoginLimits
 from imgapi.auth import SECURITY_SCHEMES
 from imgapi.logs import configure_logging
 from imgapi.metrics import Metrics
@@ -57,7 +58,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     return Litestar(
         route_handlers=handlers,
         lifespan=[run_engine],
-        state=State({"runtime": runtime}),
+        state=State({"runtime": runtime, "login_limits": LoginLimits(settings)}),
         dependencies={
             "runtime": Provide(provide_runtime, sync_to_thread=False),
             "engine": Provide(provide_engine, sync_to_thread=False),

@@ -1,4 +1,5 @@
-"""The ``imgapi`` command line: ``imgapi serve``, ``imgapi create-admin``."""
+"""The ``imgapi`` command line: ``imgapi serve``, ``imgapi create-admin``,
+``imgapi revoke-sessions``."""
 
 from __future__ import annotations
 
@@ -45,6 +46,11 @@ def _parser(settings: Settings) -> argparse.ArgumentParser:
         help="create an admin user, or set its password (read from a prompt, or stdin if piped)",
     )
     admin.add_argument("username")
+    revoke = sub.add_parser(
+        "revoke-sessions",
+        help="end every session of an admin user at once (logged-in browsers must log in again)",
+    )
+    revoke.add_argument("username")
     return parser
 
 
@@ -72,6 +78,20 @@ def create_admin(settings: Settings, username: str, password: str) -> bool:
             return await save_admin(engine.database, username, password)
 
     return anyio.run(save)
+
+
+def revoke_sessions(settings: Settings, username: str) -> int:
+    """End every session of the admin user; how many there were."""
+    import anyio
+    from imgcore.engine import Engine
+
+    from imgapi.admin.accounts import revoke_sessions as revoke
+
+    async def run() -> int:
+        async with Engine(settings.core) as engine:
+            return await revoke(engine.database, username)
+
+    return anyio.run(run)
 
 
 def _local_url(host: str, port: int) -> str:
@@ -124,4 +144,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"imgapi: {exc}", file=sys.stderr)
             return 1
         print(f"admin user {args.username!r} {'created' if created else 'updated'}")
+    elif args.command == "revoke-sessions":
+        try:
+            ended = revoke_sessions(settings, args.username)
+        except ImgcoreError as exc:
+            print(f"imgapi: {exc}", file=sys.stderr)
+            return 1
+        print(f"ended {ended} session(s) of admin user {args.username!r}")
     return 0

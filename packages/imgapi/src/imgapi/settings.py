@@ -48,6 +48,35 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             "(sessions end when it restarts)"
         ),
     ] = ""
+    admin_hash_concurrency: Annotated[
+        int,
+        _doc(
+            "Admin password hashes (argon2, 64 MiB each) computed at once, on threads of "
+            "their own; further logins wait their turn, and the API's work keeps its threads",
+            ge=1,
+        ),
+    ] = 2
+    admin_login_per_address: Annotated[
+        int,
+        _doc(
+            "Admin login attempts one client address may make per IMGAPI_ADMIN_LOGIN_WINDOW; "
+            "more get 429 with Retry-After (counted in each server process)",
+            ge=1,
+        ),
+    ] = 20
+    admin_login_per_account: Annotated[
+        int,
+        _doc(
+            "Admin login attempts for one username, from anywhere, per "
+            "IMGAPI_ADMIN_LOGIN_WINDOW; more get 429 with Retry-After (counted in each "
+            "server process)",
+            ge=1,
+        ),
+    ] = 10
+    admin_login_window: Annotated[
+        float,
+        _doc("Seconds of the sliding window the admin login limits count attempts in", gt=0),
+    ] = 60.0
     max_upload_bytes: Annotated[
         int, _doc("Largest upload request body in bytes (larger ones get 413)", gt=0)
     ] = 100_000_000

@@ -1,7 +1,8 @@
 """The admin pages under ``/admin``: login, requests, details, retry and delete.
 
 Server-rendered (Jinja, autoescaped) with one small stylesheet; the session is a signed,
-encrypted cookie limited to ``/admin``; every form carries the session's CSRF token.
+encrypted cookie limited to ``/admin`` naming a session kept in the database; every form
+carries the session's CSRF token; logins are limited per address and account.
 """
 
 from __future__ import annotations
@@ -10,11 +11,13 @@ from datetime import datetime
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 from litestar import Router
-from litestar.datastructures import ResponseHeader
+from litestar.datastructures import ResponseHeader, State
+from litestar.di import Provide
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.template import TemplateConfig
 
 from imgapi.admin.security import ADMIN_PATH, require_admin, session_middleware
+from imgapi.admin.throttle import LoginLimits
 from imgapi.admin.views import HANDLERS, exception_handlers
 from imgapi.settings import Settings
 
@@ -36,16 +39,25 @@ _HEADERS = [
 
 
 def admin_router(settings: Settings) -> Router:
-    """Every admin route, behind the login guard (except the login page and stylesheet)."""
+    """Every admin route, behind the login guard (except the login page and stylesheet).
+
+    The app's state holds the :class:`LoginLimits` (``login_limits``) the login route uses.
+    """
     return Router(
         path=ADMIN_PATH,
         route_handlers=HANDLERS,
         guards=[require_admin],
         middleware=[session_middleware(settings)],
+        dependencies={"login_limits": Provide(_login_limits, sync_to_thread=False)},
         exception_handlers=exception_handlers(),
         response_headers=_HEADERS,
         include_in_schema=False,
     )
+
+
+def _login_limits(state: State) -> LoginLimits:
+    limits: LoginLimits = state.login_limits
+    return limits
 
 
 _NONE = "\N{EN DASH}"  # shown for a missing value

@@ -1,4 +1,5 @@
-"""Admin sessions (a signed, encrypted cookie), the login guard and CSRF tokens."""
+"""Admin sessions (a signed, encrypted cookie naming a session kept in the database), the
+login guard and CSRF tokens."""
 
 from __future__ import annotations
 
@@ -6,8 +7,6 @@ import hashlib
 import hmac
 import os
 import secrets
-import time
-from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -18,8 +17,7 @@ from litestar.middleware.session import SessionMiddleware
 from litestar.middleware.session.client_side import ClientSideSessionBackend, CookieBackendConfig
 from litestar.types import ASGIApp
 
-from imgapi.admin.accounts import password_stamp
-from imgapi.admin.users import get_admin_user
+from imgapi.admin.accounts import SESSION_LIFETIME, session_user
 from imgapi.runtime import provide_runtime
 from imgapi.settings import Settings
 
@@ -27,6 +25,7 @@ __all__ = [
     "ADMIN_PATH",
     "COOKIE_NAME",
     "SESSION_SECONDS",
+    "SESSION_TOKEN",
     "CsrfError",
     "LoginRequiredError",
     "check_csrf",
@@ -39,8 +38,10 @@ __all__ = [
 
 ADMIN_PATH = "/admin"
 COOKIE_NAME = "imgapi_admin"
-#: A login lasts this long, however active the admin is.
-SESSION_SECONDS = 12 * 3600
+#: The cookie's lifetime: the session's own (it ends in the database as well).
+SESSION_SECONDS = int(SESSION_LIFETIME.total_seconds())
+#: The key of the session's token in the cookie.
+SESSION_TOKEN = "sid"  # noqa: S105 - a key name, not a secret
 
 
 class LoginRequiredError(Exception):
@@ -126,27 +127,23 @@ def safe_next(value: object) -> str:
 async def require_admin(
     connection: ASGIConnection[Any, Any, Any, Any], route_handler: BaseRouteHandler
 ) -> None:
-    """Litestar guard: the session must name an existing admin user with an unchanged password.
+    """Litestar guard: the cookie must name a live session in the database.
 
-    Handlers marked ``opt={"public": True}`` (the login page, the stylesheet) are open.
+    Logging out, a new password and ``imgapi revoke-sessions`` delete sessions there, so a
+    copy of the cookie dies with its session. Sets ``connection.state.admin`` (the user) and
+    ``connection.state.session_token``. Handlers marked ``opt={"public": True}`` (the login
+    page, the stylesheet) are open.
     """
     if route_handler.opt.get("public"):
         return
     session = connection.scope.get("session")
-    if not isinstance(session, dict):
-        session = {}
-    user_id, stamp, since = session.get("uid"), session.get("stamp"), session.get("since")
-    if (
-        isinstance(user_id, int)
-        and isinstance(stamp, str)
-        and isinstance(since, int | float)
-        and 0 <= time.time() - since < SESSION_SECONDS
-    ):
+    token = session.get(SESSION_TOKEN) if isinstance(session, dict) else None
+    if isinstance(token, str) and token:
         engine = provide_runtime(connection.app.state).require_engine()
-        # A plain read: it never waits for the SQLite write lock another process holds.
-        user = await engine.database.read(partial(get_admin_user, user_id=user_id), short=True)
-        if user is not None and hmac.compare_digest(password_stamp(user), stamp):
+        user = await session_user(engine.database, token)
+        if user is not None:
             connection.state.admin = user
+            connection.state.session_token = token
             return
     path = connection.url.path
     if connection.url.query:

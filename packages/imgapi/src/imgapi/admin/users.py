@@ -11,6 +11,7 @@ from typing import Any
 
 import msgspec
 import sqlalchemy as sa
+from imgcore.plugin import UTCDateTime
 
 from imgapi.tables import admin_users
 
@@ -74,6 +75,10 @@ def save_admin_user(
     return True
 
 
+def _unlocked(now: datetime) -> sa.ColumnElement[bool]:
+    return sa.or_(_U.locked_until.is_(None), _U.locked_until <= now)
+
+
 def record_admin_login_failure(
     conn: sa.Connection,
     user_id: int,
@@ -84,29 +89,52 @@ def record_admin_login_failure(
 ) -> datetime | None:
     """Count a wrong password; the ``max_failures``-th in a row locks the user for ``lock_for``.
 
-    Returns when the lock ends if this failure set one, else None.
+    One UPDATE counts and locks, so concurrent failures each count once and exactly one of
+    them sets the lock; a failure while locked counts nothing. Returns when the lock ends if
+    the user is locked now, else None.
     """
-    # One UPDATE: concurrent failures cannot both read the same count.
+    failures = _U.failed_logins + 1
+    locks = failures >= max_failures
     conn.execute(
-        admin_users.update().where(_U.id == user_id).values(failed_logins=_U.failed_logins + 1)
+        admin_users.update()
+        .where(_U.id == user_id, _unlocked(now))
+        # locked_until first: MariaDB assigns left to right, each later expression seeing
+        # the new values; PostgreSQL and SQLite read the old row throughout.
+        .ordered_values(
+            (
+                _U.locked_until,
+                sa.case((locks, sa.literal(now + lock_for, UTCDateTime())), else_=_U.locked_until),
+            ),
+            (_U.failed_logins, sa.case((locks, 0), else_=failures)),
+        )
     )
-    failures = (
-        conn.execute(sa.select(_U.failed_logins).where(_U.id == user_id))
+    until: datetime | None = conn.execute(
+        sa.select(_U.locked_until).where(_U.id == user_id)
     ).scalar_one_or_none()
-    if failures is None or failures < max_failures:
-        return None
-    until = now + lock_for
-    conn.execute(
-        admin_users.update().where(_U.id == user_id).values(failed_logins=0, locked_until=until)
-    )
-    return until
+    return until if until is not None and until > now else None
 
 
 def record_admin_login(
-    conn: sa.Connection, user_id: int, *, now: datetime, password_hash: str | None = None
-) -> None:
-    """A successful login: reset the failure count; ``password_hash`` replaces an outdated one."""
+    conn: sa.Connection,
+    user_id: int,
+    *,
+    now: datetime,
+    checked_hash: str,
+    password_hash: str | None = None,
+) -> bool:
+    """A right password: log in unless the user is locked now or its password changed since.
+
+    ``checked_hash`` is the hash the password was checked against. Decided by one UPDATE on
+    the row as it is now, after the slow check: a lock set by concurrent failures meanwhile
+    refuses this login. On success the failure count is reset and ``password_hash``, if
+    given, replaces an outdated hash. True if logged in.
+    """
     values: dict[str, Any] = {"failed_logins": 0, "locked_until": None, "last_login_at": now}
     if password_hash is not None:
         values["password_hash"] = password_hash
-    conn.execute(admin_users.update().where(_U.id == user_id).values(**values))
+    updated = conn.execute(
+        admin_users.update()
+        .where(_U.id == user_id, _U.password_hash == checked_hash, _unlocked(now))
+        .values(**values)
+    )
+    return bool(updated.rowcount)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import math
 import secrets
-import time
 from typing import Annotated, Any
 from urllib.parse import urlencode
 from uuid import UUID
@@ -30,15 +29,17 @@ from litestar.params import FromPath, Parameter, QueryParameter
 from litestar.response import Redirect, Stream, Template
 from litestar.types import ExceptionHandlersMap
 
-from imgapi.admin.accounts import authenticate, password_stamp
+from imgapi.admin.accounts import authenticate, end_session, start_session
 from imgapi.admin.security import (
     ADMIN_PATH,
+    SESSION_TOKEN,
     CsrfError,
     LoginRequiredError,
     check_csrf,
     csrf_token,
     safe_next,
 )
+from imgapi.admin.throttle import LoginLimits
 from imgapi.problems import problem_answer
 from imgapi.routes.status import (
     MAX_PAGE,
@@ -58,6 +59,7 @@ PRODUCTS_PER_PAGE = 50
 #: Added to every failed login, whatever the cause: slows guessing, hides nothing.
 FAILURE_DELAY = 0.3
 LOGIN_ERROR = "Wrong username or password, or too many failed attempts: wait a while and retry."
+TOO_MANY = "Too many login attempts from here or for this user: retry in {seconds} s."
 _PAGE_HEADERS = {"Cache-Control": "no-store"}
 
 AnyRequest = Request[Any, Any, State]
@@ -76,11 +78,20 @@ def _flash(request: AnyRequest, message: str, kind: str = "info") -> None:
     _session(request).setdefault("flash", []).append([kind, message])
 
 
-def _render(request: AnyRequest, name: str, *, status_code: int = 200, **context: Any) -> Template:
+def _render(
+    request: AnyRequest,
+    name: str,
+    *,
+    status_code: int = 200,
+    headers: dict[str, str] | None = None,
+    **context: Any,
+) -> Template:
     session = _session(request)
     context.setdefault("admin", getattr(request.state, "admin", None))
     context.update(csrf_token=csrf_token(session), messages=session.pop("flash", []))
-    return Template(name, context=context, status_code=status_code, headers=_PAGE_HEADERS)
+    return Template(
+        name, context=context, status_code=status_code, headers={**_PAGE_HEADERS, **(headers or {})}
+    )
 
 
 async def _form(request: AnyRequest) -> dict[str, str]:
@@ -106,36 +117,60 @@ async def login_page(
 
 
 @post("/login", opt={"public": True}, status_code=303)
-async def login(request: AnyRequest, engine: NamedDependency[Engine]) -> Response[Any]:
-    """Check the password; on success a new session, on failure the form again (after a pause)."""
+async def login(
+    request: AnyRequest,
+    engine: NamedDependency[Engine],
+    login_limits: NamedDependency[LoginLimits],
+) -> Response[Any]:
+    """Check the password; on success a new session, on failure the form again (after a pause).
+
+    Over the attempts allowed per client address or per username, a 429 page with
+    ``Retry-After``, at no hashing cost.
+    """
     form = await _form(request)
     username = form.get("username", "")[:150]
     password = form.get("password", "")
     next_path = safe_next(form.get("next"))
-    user = (
-        await authenticate(engine.database, username, password) if username and password else None
-    )
+    user = None
+    if username and password:
+        address = request.client.host if request.client else ""
+        wait = login_limits.admit(address, username)
+        if wait:
+            log.warning(
+                "admin login refused for %r from %s: too many attempts, retry in %d s",
+                username,
+                address,
+                wait,
+                extra={"admin_user": username},
+            )
+            return _render(
+                request,
+                "login.html",
+                status_code=429,
+                headers={"Retry-After": str(wait)},
+                next=next_path,
+                error=TOO_MANY.format(seconds=wait),
+                username=username,
+            )
+        user = await authenticate(engine.database, username, password, limits=login_limits)
     if user is None:
         await anyio.sleep(FAILURE_DELAY)
         log.warning("admin login refused for %r", username, extra={"admin_user": username})
         return _render(request, "login.html", next=next_path, error=LOGIN_ERROR, username=username)
     # A new session (and CSRF token) at login: a session planted before it is worthless.
-    request.set_session(
-        {
-            "uid": user.id,
-            "stamp": password_stamp(user),
-            "since": int(time.time()),
-            "csrf": secrets.token_urlsafe(32),
-        }
-    )
+    token = await start_session(engine.database, user)
+    request.set_session({SESSION_TOKEN: token, "csrf": secrets.token_urlsafe(32)})
     log.info("admin %s logged in", user.username, extra={"admin_user": user.username})
     return Redirect(next_path, status_code=303)
 
 
 @post("/logout", status_code=303)
-async def logout(request: AnyRequest) -> Redirect:
-    """End the session."""
+async def logout(request: AnyRequest, engine: NamedDependency[Engine]) -> Redirect:
+    """End the session, in the database as well: a copy of the cookie is worthless after."""
     await _form(request)
+    token = getattr(request.state, "session_token", None)
+    if isinstance(token, str):
+        await end_session(engine.database, token)
     log.info("admin %s logged out", _username(request), extra={"admin_user": _username(request)})
     request.clear_session()
     return Redirect(f"{ADMIN_PATH}/login", status_code=303)
