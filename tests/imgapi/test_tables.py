@@ -38,7 +38,7 @@ async def test_an_empty_database_gets_both_branches_and_exactly_imgapis_table(
     database = Database(f"sqlite:///{tmp_path}/db.sqlite3", migrations=[MIGRATIONS])
     try:
         await database.upgrade()
-        assert database.heads() == {"0001", "imgapi_0001"}
+        assert database.heads() == {"0002", "imgapi_0002"}
         assert await database.missing() == frozenset()
         assert await database.read(admin_users_diffs) == []
     finally:
@@ -72,5 +72,5 @@ async def test_a_database_from_before_the_branch_keeps_its_admin_users(tmp_path:
 
 async def test_an_engine_migrates_imgapis_branch_through_its_entry_point(tmp_path: Path) -> None:
     async with Engine(core_config(tmp_path)) as engine:
-        assert "imgapi_0001" in engine.database.heads()
+        assert "imgapi_0002" in engine.database.heads()
         assert await engine.database.missing() == frozenset()

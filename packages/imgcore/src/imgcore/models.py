@@ -39,6 +39,9 @@ class RequestInfo(msgspec.Struct, frozen=True, kw_only=True):
     updated_at: datetime
     finished_at: datetime | None
     columns: tuple[str, ...] = ()
+    client: str | None = None
+    """Who submitted it (the API's client id); None for requests submitted locally."""
+    cancelled_at: datetime | None = None
 
     @property
     def pending(self) -> int:

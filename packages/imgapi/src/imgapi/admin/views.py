@@ -18,6 +18,7 @@ from imgcore import (
     OutOfRangeError,
     RequestInfo,
     RequestNotFoundError,
+    RequestStateError,
     RequestStatus,
     StorageError,
 )
@@ -267,7 +268,11 @@ async def retry(
     """Queue the request's failed images again."""
     await _form(request)
     info = await engine.status(request_id)
-    count = await engine.retry_failed(info.request_id)
+    try:
+        count = await engine.retry_failed(info.request_id)
+    except RequestStateError as exc:
+        _flash(request, f"Not retried: {exc.message}.", "error")
+        return Redirect(f"{ADMIN_PATH}/requests/{info.request_id}", status_code=303)
     log.info(
         "admin %s retried %d failed images of request %s",
         _username(request),
@@ -295,7 +300,11 @@ async def delete(
     """Delete the request, its rows and its stored images."""
     await _form(request)
     info: RequestInfo = await engine.status(request_id)
-    await engine.delete_request(info.request_id)
+    try:
+        await engine.delete_request(info.request_id)
+    except RequestStateError as exc:
+        _flash(request, f"Not deleted: {exc.message}.", "error")
+        return Redirect(f"{ADMIN_PATH}/requests/{info.request_id}", status_code=303)
     log.info(
         "admin %s deleted request %s",
         _username(request),
