@@ -131,6 +131,8 @@ def _revoke(conn: sa.Connection, name: str, prefix: str | None, now: datetime) -
 async def revoke_keys(database: Database, name: str, *, prefix: str | None = None) -> int:
     """Revoke client ``name``'s keys (only the one starting with ``prefix``, if given);
     returns how many. Raises :class:`ClientError` for an unknown client."""
+    if prefix is not None and len(prefix) < len(KEY_PREFIX) + 1:
+        raise ClientError("give a key's first characters as `imgapi keys list` shows them")
     return await database.write(partial(_revoke, name=name, prefix=prefix, now=_now()))
 
 
