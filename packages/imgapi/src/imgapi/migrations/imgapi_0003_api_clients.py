@@ -1,10 +1,13 @@
 """api_clients and api_keys
 
-Revision ID: imgapi_0002
+Revision ID: imgapi_0003
 Revises: imgapi_0001
 Create Date: 2026-12-02
 
 Named API clients and their keys (SHA-256 hashes), for `imgapi keys`.
+
+Numbered 0003: imgapi_0002 is the admin sessions revision, built in parallel; when both are
+merged, this one revises imgapi_0002.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import mysql
 
-revision: str = "imgapi_0002"
+revision: str = "imgapi_0003"
 down_revision: str | None = "imgapi_0001"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None

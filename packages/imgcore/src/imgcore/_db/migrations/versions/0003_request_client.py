@@ -1,10 +1,13 @@
 """requests.client and requests.cancelled_at
 
-Revision ID: 0002
+Revision ID: 0003
 Revises: 0001
 Create Date: 2026-12-02
 
 A request's owner (an opaque client id the API gives) and when it was cancelled.
+
+Numbered 0003: 0002 is the presets revision (#18), built in parallel; when both are merged,
+this one revises 0002.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import mysql
 
-revision: str = "0002"
+revision: str = "0003"
 down_revision: str | None = "0001"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
