@@ -44,7 +44,9 @@ BEARER = {"Authorization": f"Bearer {KEY}"}
 MAX_UPLOAD = 100_000
 
 # Every check is enabled by default; only what a JSON Schema cannot say is configured here:
-# a body that matches the schema may still be an invalid CSV (400) or too large (413).
+# a body that matches the schema may still be an invalid CSV (400) or too large (413); a
+# list cursor is opaque (any string the server did not make is a 400), and `after` and
+# `before` exclude each other.
 CONFIG = """
 [generation]
 deterministic = true
@@ -52,6 +54,10 @@ deterministic = true
 [[operations]]
 include-path-regex = "upload$"
 checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "413"]
+
+[[operations]]
+include-path-regex = "^/(api/)?requests$"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401"]
 """
 AUTH = f"""
 [auth.openapi.bearer]

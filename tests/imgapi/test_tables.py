@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
@@ -38,7 +39,7 @@ async def test_an_empty_database_gets_both_branches_and_exactly_imgapis_tables(
     database = Database(f"sqlite:///{tmp_path}/db.sqlite3", migrations=[MIGRATIONS])
     try:
         await database.upgrade()
-        assert database.heads() == {"0001", "imgapi_0002"}
+        assert database.heads() == {"0003", "imgapi_0003"}
         assert await database.missing() == frozenset()
         assert await database.read(admin_users_diffs) == []
     finally:
@@ -72,5 +73,34 @@ async def test_a_database_from_before_the_branch_keeps_its_admin_users(tmp_path:
 
 async def test_an_engine_migrates_imgapis_branch_through_its_entry_point(tmp_path: Path) -> None:
     async with Engine(core_config(tmp_path)) as engine:
-        assert "imgapi_0002" in engine.database.heads()
+        assert "imgapi_0003" in engine.database.heads()
         assert await engine.database.missing() == frozenset()
+
+
+@pytest.mark.parametrize("backend", ["postgresql", "mysql"])
+def test_api_keys_work_on_the_server_databases(backend: str) -> None:
+    from imgapi import clients
+    from imgcore._plugins import create_plugin_manager, plugin_migrations
+    from support.services import SERVERS, require, scratch_database
+
+    name, url = SERVERS[backend]
+    require(name, url)
+
+    async def check(scratch: str) -> None:
+        database = Database(scratch, migrations=plugin_migrations(create_plugin_manager()))
+        try:
+            await database.upgrade()
+            assert await database.read(admin_users_diffs) == []
+            old = await clients.create_key(database, "shop-1")
+            new = await clients.create_key(database, "shop-1")
+            assert await clients.revoke_keys(database, "shop-1", prefix=old[:12]) == 1
+            assert await database.read(lambda c: clients.client_of_key(c, old.encode())) is None
+            found = await database.read(lambda c: clients.client_of_key(c, new.encode()))
+            assert found == "shop-1"
+            await clients.set_limit(database, "shop-1", 5)
+            assert await database.read(lambda c: clients.client_limit(c, "shop-1")) == 5
+        finally:
+            await database.dispose()
+
+    with scratch_database(url) as scratch:
+        anyio.run(check, scratch)

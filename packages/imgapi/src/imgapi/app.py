@@ -15,14 +15,16 @@ from litestar.types import ControllerRouterHandler
 from imgapi import __version__
 from imgapi.admin import admin_router, template_config
 from imgapi.admin.throttle import LoginLimits
-from imgapi.auth import SECURITY_SCHEMES
+from imgapi.auth import SECURITY_SCHEMES, provide_caller
 from imgapi.logs import configure_logging
 from imgapi.metrics import Metrics
 from imgapi.middleware import RequestContextMiddleware
 from imgapi.problems import exception_handlers
+from imgapi.routes.events import events
 from imgapi.routes.health import healthz, metrics, readyz
 from imgapi.routes.media import media
 from imgapi.routes.presets import presets
+from imgapi.routes.requests import cancel_request, delete_request, list_requests, retry_request
 from imgapi.routes.status import output_csv, status
 from imgapi.routes.upload import upload
 from imgapi.runtime import Runtime, provide_engine, provide_runtime, run_engine
@@ -48,7 +50,17 @@ def create_app(settings: Settings | None = None) -> Litestar:
     # (a client, or a schema-driven test, may then call them without credentials).
     guarded = Router(
         path="/",
-        route_handlers=[upload, status, output_csv, presets],
+        route_handlers=[
+            upload,
+            status,
+            output_csv,
+            events,
+            list_requests,
+            retry_request,
+            cancel_request,
+            delete_request,
+            presets,
+        ],
         security=None if settings.api_keys else [{}],
     )
     handlers: list[ControllerRouterHandler] = [guarded, healthz, readyz, metrics]
@@ -62,6 +74,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         dependencies={
             "runtime": Provide(provide_runtime, sync_to_thread=False),
             "engine": Provide(provide_engine, sync_to_thread=False),
+            "caller": Provide(provide_caller, sync_to_thread=False),
         },
         middleware=[DefineMiddleware(RequestContextMiddleware, metrics=runtime.metrics)],
         exception_handlers=exception_handlers(),

@@ -1,4 +1,8 @@
-"""API keys: ``Authorization: Bearer KEY`` or ``X-API-Key: KEY`` when keys are configured."""
+"""API keys: ``Authorization: Bearer KEY`` or ``X-API-Key: KEY`` once any key exists.
+
+A key names its client (see :mod:`imgapi.clients`); the guard records it in the connection's
+state, where routes read it (:func:`provide_caller`) to show each client only its own requests.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from litestar.connection import ASGIConnection
 from litestar.handlers import BaseRouteHandler
 from litestar.openapi.spec import Reference, SecurityRequirement, SecurityScheme
 
+from imgapi.clients import any_key, client_of_key, env_client_name
 from imgapi.problems import ProblemError
 from imgapi.runtime import provide_runtime
 
@@ -18,7 +23,9 @@ __all__ = [
     "SECURITY",
     "SECURITY_SCHEMES",
     "key_matches",
+    "matching_key",
     "presented_key",
+    "provide_caller",
     "require_api_key",
 ]
 
@@ -46,29 +53,61 @@ def presented_key(authorization: str | None, api_key: str | None) -> bytes | Non
     return None
 
 
-def key_matches(presented: bytes, keys: Sequence[bytes]) -> bool:
-    """Whether ``presented`` is one of ``keys``, comparing each in constant time."""
-    found = False
+def matching_key(presented: bytes, keys: Sequence[bytes]) -> bytes | None:
+    """The one of ``keys`` that ``presented`` is, comparing each in constant time."""
+    found = None
     for key in keys:
         # No early exit: the time taken does not tell which key (if any) matched.
-        found |= hmac.compare_digest(presented, key)
+        if hmac.compare_digest(presented, key):
+            found = key
     return found
+
+
+def key_matches(presented: bytes, keys: Sequence[bytes]) -> bool:
+    """Whether ``presented`` is one of ``keys``, comparing each in constant time."""
+    return matching_key(presented, keys) is not None
+
+
+_CALLER = "imgapi_client"
+
+
+def provide_caller(request: ASGIConnection[Any, Any, Any, Any]) -> str | None:
+    """Dependency: the client the request's key belongs to; None on an open API (no keys)."""
+    caller: str | None = request.state.get(_CALLER)
+    return caller
 
 
 async def require_api_key(
     connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler
 ) -> None:
-    """Litestar guard: 401 unless the request carries a configured key (open when none are)."""
-    keys = provide_runtime(connection.app.state).api_keys
-    if not keys:
-        return
+    """Litestar guard: 401 unless the request carries a valid key, once any key exists.
+
+    Keys in ``IMGAPI_API_KEYS`` are compared in memory; others are looked up by their hash on
+    every request (no cache, so a revoked key fails at once, in every server process).
+    """
+    runtime = provide_runtime(connection.app.state)
     presented = presented_key(
         connection.headers.get("authorization"), connection.headers.get(API_KEY_HEADER)
     )
-    if presented is None or not key_matches(presented, keys):
+    client: str | None = None
+    if presented is not None:
+        env_key = matching_key(presented, runtime.api_keys)
+        if env_key is not None:
+            client = env_client_name(env_key)
+        else:
+            engine = runtime.require_engine()
+            client = await engine.database.read(
+                lambda conn: client_of_key(conn, presented), short=True
+            )
+    if client is None:
+        if not runtime.api_keys:
+            engine = runtime.require_engine()
+            if not await engine.database.read(any_key, short=True):
+                return  # no key anywhere: the API is open
         raise ProblemError(
             401,
             "send a valid API key as 'Authorization: Bearer KEY' or 'X-API-Key: KEY'",
             reason="unauthorized",
             headers={"WWW-Authenticate": 'Bearer realm="imgapi"'},
         )
+    connection.state[_CALLER] = client

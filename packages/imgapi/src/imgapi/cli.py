@@ -1,5 +1,5 @@
 """The ``imgapi`` command line: ``imgapi serve``, ``imgapi create-admin``,
-``imgapi revoke-sessions``."""
+``imgapi revoke-sessions``, ``imgapi keys``."""
 
 from __future__ import annotations
 
@@ -46,12 +46,74 @@ def _parser(settings: Settings) -> argparse.ArgumentParser:
         help="create an admin user, or set its password (read from a prompt, or stdin if piped)",
     )
     admin.add_argument("username")
-    revoke = sub.add_parser(
+    revoke_sessions = sub.add_parser(
         "revoke-sessions",
         help="end every session of an admin user at once (logged-in browsers must log in again)",
     )
-    revoke.add_argument("username")
+    revoke_sessions.add_argument("username")
+    keys = sub.add_parser("keys", help="API clients and their keys")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
+    create = keys_sub.add_parser(
+        "create", help="make a new key for client NAME (created if new); prints the key alone"
+    )
+    create.add_argument("name")
+    keys_sub.add_parser("list", help="every client with its keys (their first characters)")
+    revoke = keys_sub.add_parser("revoke", help="revoke client NAME's keys (they fail at once)")
+    revoke.add_argument("name")
+    revoke.add_argument(
+        "--key", metavar="PREFIX", help="only the key starting with PREFIX (as `list` shows it)"
+    )
+    limit = keys_sub.add_parser(
+        "limit", help="set client NAME's own limit on unfinished images (0: none)"
+    )
+    limit.add_argument("name")
+    limit.add_argument("images", help="a number, or 'default' for IMGAPI_MAX_UNFINISHED_IMAGES")
     return parser
+
+
+def _limit_value(text: str) -> int | None:
+    if text == "default":
+        return None
+    if not text.isdigit():
+        from imgapi.clients import ClientError
+
+        raise ClientError(f"a limit is a number of images or 'default', not {text!r}")
+    return int(text)
+
+
+def keys_command(settings: Settings, args: argparse.Namespace) -> list[str]:
+    """Run ``imgapi keys ACTION``; returns the lines to print."""
+    import anyio
+    from imgcore.engine import Engine
+
+    from imgapi import clients
+
+    async def run() -> list[str]:
+        async with Engine(settings.core) as engine:
+            database = engine.database
+            if args.keys_command == "create":
+                return [await clients.create_key(database, args.name)]
+            if args.keys_command == "limit":
+                images = _limit_value(args.images)
+                await clients.set_limit(database, args.name, images)
+                return [f"limit of {args.name!r}: {'default' if images is None else images}"]
+            if args.keys_command == "revoke":
+                count = await clients.revoke_keys(database, args.name, prefix=args.key)
+                return [f"{count} key(s) of {args.name!r} revoked"]
+            lines = []
+            for client in await clients.list_clients(database):
+                limit = client.max_unfinished_images
+                lines.append(client.name + ("" if limit is None else f"  (limit {limit})"))
+                for key in client.keys:
+                    state = (
+                        f"revoked {key.revoked_at:%Y-%m-%d %H:%M}" if key.revoked_at else "active"
+                    )
+                    lines.append(
+                        f"  {key.prefix}…  created {key.created_at:%Y-%m-%d %H:%M}  {state}"
+                    )
+            return lines
+
+    return anyio.run(run)
 
 
 def read_password(prompt: str = "Password: ") -> str:
@@ -151,4 +213,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"imgapi: {exc}", file=sys.stderr)
             return 1
         print(f"ended {ended} session(s) of admin user {args.username!r}")
+    elif args.command == "keys":
+        try:
+            lines = keys_command(settings, args)
+        except ImgcoreError as exc:
+            print(f"imgapi: {exc}", file=sys.stderr)
+            return 1
+        for line in lines:
+            print(line)
     return 0

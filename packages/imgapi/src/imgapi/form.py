@@ -8,7 +8,7 @@ after it could be read, so a ``webhook_url`` there is rejected rather than lost.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Collection
 from typing import Any
 
 from litestar.exceptions import InternalServerException
@@ -100,8 +100,16 @@ class UploadForm:
     Every problem is raised as a :class:`ProblemError` from whichever of the two is running.
     """
 
-    def __init__(self, body: AsyncIterator[bytes], boundary: str) -> None:
+    def __init__(
+        self,
+        body: AsyncIterator[bytes],
+        boundary: str,
+        *,
+        keep: Collection[str] = (WEBHOOK_FIELD, PRESET_FIELD),
+    ) -> None:
+        """``keep``: the small fields to read (others are ignored)."""
         self._events = self._parse(body, boundary)
+        self._keep_names = frozenset(keep)
         #: Small fields read before the file, by name.
         self.fields: dict[str, str] = {}
         #: The file part's file name and content type, once reached.
@@ -151,7 +159,7 @@ class UploadForm:
         )
 
     def _keep(self, name: str | None, value: bytes) -> None:
-        if name not in (WEBHOOK_FIELD, PRESET_FIELD):
+        if name is None or name not in self._keep_names:
             return  # unknown fields are ignored, as the original app did
         if name in self.fields:
             raise ProblemError(400, f"the form has {name!r} twice", reason="duplicate_field")

@@ -20,6 +20,8 @@ from imgcore import (
     ImgcoreError,
     OutOfRangeError,
     RequestNotFoundError,
+    RequestStateError,
+    TooManyImagesError,
     UnknownPresetError,
     WebhookURLError,
 )
@@ -41,6 +43,8 @@ __all__ = [
 ]
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
+RETRY_AFTER = 30
+"""Seconds a client over its limit of unfinished images is told to wait (``Retry-After``)."""
 TYPE_PREFIX = "urn:imgapi:problem:"
 
 log = logging.getLogger("imgapi.errors")
@@ -128,6 +132,12 @@ def from_imgcore(exc: ImgcoreError) -> ProblemError:
             reason="invalid_parameter",
             errors=[ProblemIssue(reason="invalid_parameter", message=exc.message)],
         )
+    if isinstance(exc, TooManyImagesError):
+        return ProblemError(
+            429, exc.message, reason=exc.reason, headers={"Retry-After": str(RETRY_AFTER)}
+        )
+    if isinstance(exc, RequestStateError):
+        return ProblemError(409, f"{exc.message} (status {exc.status})", reason=exc.reason)
     if isinstance(exc, WebhookURLError):
         return ProblemError(400, exc.message, reason=exc.reason)
     if isinstance(exc, UnknownPresetError):
@@ -227,7 +237,9 @@ _DESCRIPTIONS = {
     401: "An API key is required (Authorization: Bearer KEY or X-API-Key: KEY)",
     404: "No such resource",
     413: "The upload is larger than the server accepts",
+    409: "The request's status does not allow this now (`reason`: still_running, already_ended)",
     415: "The body (or its file part) is not a CSV",
+    429: "The client has too many images not finished yet; wait `Retry-After` seconds",
     503: "A dependency (the database, the executor) is not available",
 }
 

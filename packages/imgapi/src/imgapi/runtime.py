@@ -22,6 +22,7 @@ from litestar.datastructures import State
 
 from imgapi.metrics import ImageMetricsPlugin, Metrics
 from imgapi.problems import ProblemError
+from imgapi.progress import ProgressHub
 from imgapi.settings import Settings
 
 __all__ = ["Runtime", "provide_engine", "provide_runtime", "run_engine"]
@@ -37,6 +38,8 @@ class Runtime:
         self.metrics = metrics
         self.api_keys = tuple(key.encode() for key in settings.api_keys)
         self.engine: Engine | None = None
+        #: Feeds the live progress streams (GET /status/{id}/events).
+        self.progress = ProgressHub()
         #: True while the executor runs; False before start, after a crash and at shutdown.
         self.executor_alive = False
 
@@ -66,6 +69,7 @@ async def run_engine(app: Litestar) -> AsyncIterator[None]:
         engine.pm.register(ImageMetricsPlugin(runtime.metrics))
         async with anyio.create_task_group() as tg:
             await tg.start(_execute, engine, runtime)
+            tg.start_soon(runtime.progress.run, engine)
             runtime.engine = engine
             # What exists now (modules, the app, the engine) lives as long as the process.
             # Frozen, it is left out of the collector's full passes, each of which walked it all

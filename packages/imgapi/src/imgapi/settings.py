@@ -37,10 +37,20 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     api_keys: Annotated[
         tuple[str, ...],
         _doc(
-            "API keys, comma-separated. When set, upload and status calls need "
-            "'Authorization: Bearer KEY' or 'X-API-Key: KEY'. Empty: the API is open"
+            "API keys, comma-separated, each a client of its own (beside the keys of "
+            "`imgapi keys create`). Once any key exists, API calls need "
+            "'Authorization: Bearer KEY' or 'X-API-Key: KEY'. None anywhere: the API is open"
         ),
     ] = ()
+    max_unfinished_images: Annotated[
+        int,
+        _doc(
+            "Images a client may have not finished yet, over all its running requests; an "
+            "upload past it gets 429 with Retry-After and stores nothing. 0: no limit. "
+            "`imgapi keys limit NAME N` sets one client's own limit",
+            ge=0,
+        ),
+    ] = 0
     session_secret: Annotated[
         str,
         _doc(

@@ -4,18 +4,24 @@ preset's further variants and details."""
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from functools import partial
 from uuid import UUID
 
 import msgspec
 
-from imgcore._csvio import OutputRow
+from imgcore._csvio import CsvHeader, OutputRow, write_output_csv
 from imgcore._csvio.output import OUTPUT_URLS_COLUMN
+from imgcore._db import requests as queries
+from imgcore._db.database import Database
+from imgcore.config import Config
 from imgcore.models import ImageInfo, ProductInfo, output_url
-from imgcore.presets import Preset
+from imgcore.presets import Preset, recorded_preset
 from imgcore.states import ImageStatus
 
-__all__ = ["image_of_key", "more_columns", "output_row", "with_urls"]
+__all__ = ["image_of_key", "more_columns", "output_chunks", "output_row", "with_urls"]
+
+OUTPUT_PAGE = 1000
 
 # requests/<request uuid>/<image id>[-<variant>].<ext>: the keys presets write.
 _IMAGE_KEY = re.compile(r"^requests/([0-9a-f-]{36})/([0-9]{1,19})(?:-[a-z0-9_]+)?\.[a-z]+$")
@@ -104,3 +110,33 @@ def _variants(image: ImageInfo, count: int) -> list[tuple[str, str, str]]:
         for v in image.variants[:count]
     ]
     return cells + [("", "", "")] * (count - len(cells))
+
+
+async def output_chunks(
+    database: Database,
+    config: Config,
+    url_for: Callable[[str], str],
+    request_id: UUID,
+    header: CsvHeader,
+) -> AsyncIterator[bytes]:
+    """A request's output CSV, in input order, a page of products at a time."""
+    # One short read per page: the stream may pause (a slow client) or stop anywhere
+    # without holding a connection.
+    _, recorded = await database.read(lambda conn: queries.get_preset(conn, request_id), short=True)
+    preset = recorded_preset(recorded, config)
+    columns = more_columns(preset)
+    start = 0
+    while True:
+        page = await database.read(
+            partial(
+                queries.read_product_page, request_id=request_id, start=start, limit=OUTPUT_PAGE
+            )
+        )
+        if not page:
+            return
+        rows = [output_row(product, preset, url_for) for product in page]
+        for chunk in write_output_csv(
+            header, rows, include_header=start == 0, more_columns=columns
+        ):
+            yield chunk
+        start = page[-1].position + 1

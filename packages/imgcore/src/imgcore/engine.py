@@ -6,11 +6,10 @@ import logging
 import os
 import socket
 import tempfile
-import time
 import uuid
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
 from typing import IO, Any
@@ -21,27 +20,44 @@ import msgspec
 import pluggy
 import sqlalchemy as sa
 
+from imgcore import _manage
+from imgcore._checks import (
+    MAX_POSITION,
+    READ_CHUNK,
+    Source,
+    as_uuid,
+    check_page,
+    check_range,
+    chunks,
+)
 from imgcore._clock import utcnow
 from imgcore._codecs import select_codecs
 from imgcore._compression.pool import Compressor
-from imgcore._csvio import CsvHeader, CsvParser, Product, write_output_csv
+from imgcore._csvio import CsvHeader, CsvParser, Product
 from imgcore._db import outbox
 from imgcore._db import requests as queries
 from imgcore._db.database import Database
+from imgcore._db.requests import Cursor
 from imgcore._fetch import Fetcher
 from imgcore._netguard import validate_webhook_url
 from imgcore._notify.dispatcher import Dispatcher
-from imgcore._outputs import image_of_key, more_columns, output_row, with_urls
+from imgcore._outputs import image_of_key, output_chunks, with_urls
 from imgcore._pipeline import Pipeline
 from imgcore._plugins import create_plugin_manager, plugin_migrations
+from imgcore._probe import PROBE_PREFIX, StorageProbe
 from imgcore._storage.filesystem import FileStorage
 from imgcore._thumbnails import Thumbnails
 from imgcore._work import LeasedWork
 from imgcore.config import Config, ConfigError
 from imgcore.contracts import Executor, Notifier, Storage, Work
-from imgcore.errors import ImageNotFoundError, OutOfRangeError, RequestNotFoundError, StorageError
+from imgcore.errors import (
+    ImageNotFoundError,
+    RequestNotFoundError,
+    TooManyImagesError,
+)
 from imgcore.models import DeliveryInfo, ProductInfo, ProductProgress, RequestInfo
 from imgcore.presets import Preset, load_presets, recorded_preset, resolve_preset
+from imgcore.states import RequestStatus
 
 __all__ = [
     "MAX_ID",
@@ -54,27 +70,19 @@ __all__ = [
 
 log = logging.getLogger("imgcore.engine")
 
-Source = bytes | IO[bytes] | Iterable[bytes] | AsyncIterable[bytes]
 # A product as inserted: (position, row, serial, name, urls, extra).
 Row = tuple[int, int, int, str, Sequence[str], Sequence[str]]
 
 # Rows inserted per statement while a CSV is submitted: large enough to be fast, small
 # enough that memory stays flat for a million-row file.
 INSERT_BATCH = 2000
-READ_CHUNK = 256 * 1024
 # Uploads up to this size are spooled in memory, larger ones in a temporary file.
 SPOOL_IN_MEMORY = 8 * 1024 * 1024
 # Products per database read while the output CSV streams.
-OUTPUT_PAGE = 1000
 # Pages up to this many products are short reads (see Database.read): a few milliseconds.
 SHORT_PAGE = 100
-MAX_POSITION = 2**31 - 1
-"""The largest product position a page may reach (``start + limit``): positions are 32-bit
-integers in PostgreSQL and MariaDB."""
 MAX_ID = 2**63 - 1
 """The largest image id and row offset: 64-bit integers in every database."""
-PROBE_PREFIX = "_probe/"
-"""Storage keys under this prefix are :meth:`Engine.check_storage`'s probes, never images."""
 
 
 def _worker_name() -> str:
@@ -163,10 +171,7 @@ class Engine:
             )
         self.executor: Executor = executor
         self.thumbnails = Thumbnails(self.database, self.storage)
-        self._probe_key = f"{PROBE_PREFIX}{uuid.uuid4().hex}"
-        self._probe_lock = anyio.Lock()
-        self._probed_at = -float("inf")
-        self._probe_error: StorageError | None = None
+        self._probe = StorageProbe(self.storage)
         self._started = False
         # Presets of requests /media has served: a request's preset never changes.
         self._request_presets: dict[UUID, Preset] = {}
@@ -242,12 +247,19 @@ class Engine:
         webhook_url: str | None = None,
         filename: str | None = None,
         preset: str | None = None,
+        client: str | None = None,
+        max_unfinished: int | None = None,
     ) -> UUID:
         """Validate and store a CSV in one transaction; returns the new request's id.
 
         ``preset`` names one of :attr:`presets` (``None``: ``default``); its whole definition
-        is recorded with the request. Raises :class:`imgcore.UnknownPresetError` for another
-        name, :class:`imgcore.CsvValidationError` (and stores nothing) when the CSV
+        is recorded with the request. ``client``: who submits it (an opaque id, up to 64
+        characters); the methods that take a ``client`` show that client only its own
+        requests. ``max_unfinished``: raise :class:`TooManyImagesError` (and store nothing)
+        if the client would then have more images not finished than that.
+
+        Raises :class:`imgcore.UnknownPresetError` for an unknown preset name,
+        :class:`imgcore.CsvValidationError` (and stores nothing) when the CSV
         is invalid. The input is validated while it streams in — a bad file fails as soon as
         the problem arrives — and spooled; rows are inserted once the whole file is valid, so
         a slow upload never holds a database transaction (on SQLite, the write lock) open.
@@ -263,11 +275,13 @@ class Engine:
                 checker.feed(chunk)
                 spool.write(chunk)
 
-            async for chunk in _chunks(source):
+            async for chunk in chunks(source):
                 await anyio.to_thread.run_sync(take, chunk)
             checker.finish()  # raises CsvValidationError: nothing was stored
             spool.seek(0)
-            request_id = await self._insert(spool, checker.header, webhook_url, filename, chosen)
+            request_id = await self._insert(
+                spool, checker.header, webhook_url, filename, chosen, client, max_unfinished
+            )
         await self.executor.submitted(request_id)
         return request_id
 
@@ -278,6 +292,8 @@ class Engine:
         webhook_url: str | None,
         filename: str | None,
         preset: Preset,
+        client: str | None,
+        max_unfinished: int | None,
     ) -> UUID:
         assert header is not None  # finish() raised otherwise
         request_id = uuid.uuid4()
@@ -292,6 +308,7 @@ class Engine:
                 webhook_url=webhook_url,
                 now=now,
                 preset=msgspec.to_builtins(preset),
+                client=client,
             )
             total_products = total_images = 0
             for rows in batches:
@@ -300,6 +317,10 @@ class Engine:
             queries.set_request_totals(
                 conn, request_id, total_products=total_products, total_images=total_images
             )
+            if max_unfinished is not None:
+                unfinished = queries.unfinished_images(conn, client)
+                if unfinished > max_unfinished:
+                    raise TooManyImagesError(unfinished=unfinished, limit=max_unfinished)
             return total_products, total_images
 
         # One transaction, fed one parsed batch at a time: all or nothing, memory flat.
@@ -336,16 +357,27 @@ class Engine:
 
     # -- reading ----------------------------------------------------------------------------
 
-    async def status(self, request_id: UUID | str) -> RequestInfo:
-        """A request's status and progress; raises :class:`RequestNotFoundError`."""
-        rid = _as_uuid(request_id)
-        info = await self.database.read(lambda conn: queries.read_request(conn, rid), short=True)
-        if info is None:
-            raise RequestNotFoundError(request_id)
-        return info
+    async def status(self, request_id: UUID | str, *, client: str | None = None) -> RequestInfo:
+        """A request's status and progress; raises :class:`RequestNotFoundError` (also when
+        ``client`` is given and the request is another client's)."""
+        return await _manage.owned(self.database, as_uuid(request_id), client)
+
+    async def statuses(self, request_ids: Sequence[UUID]) -> dict[UUID, RequestInfo]:
+        """Several requests' status in one read, by id (unknown ids are left out); for
+        watching many requests at once, as a live progress feed does."""
+        found = await self.database.read(
+            lambda conn: queries.read_requests(conn, request_ids), short=True
+        )
+        return {info.request_id: info for info in found}
+
+    async def unfinished_images(self, client: str | None) -> int:
+        """How many images of ``client``'s running requests have not ended."""
+        return await self.database.read(
+            partial(queries.unfinished_images, client=client), short=True
+        )
 
     async def snapshot(
-        self, request_id: UUID | str, *, start: int = 0, limit: int = 100
+        self, request_id: UUID | str, *, start: int = 0, limit: int = 100, client: str | None = None
     ) -> tuple[RequestInfo, list[ProductProgress], list[DeliveryInfo]]:
         """Status, a page of products as a status poll shows them, and the deliveries, read in
         one consistent go.
@@ -356,8 +388,8 @@ class Engine:
         :meth:`products` reads everything recorded about each image. Raises
         :class:`OutOfRangeError` when ``start + limit`` passes :data:`MAX_POSITION`.
         """
-        _check_page(start, limit)
-        rid = _as_uuid(request_id)
+        check_page(start, limit)
+        rid = as_uuid(request_id)
 
         def read(
             conn: sa.Connection,
@@ -371,7 +403,7 @@ class Engine:
             return info, page, outbox.read_deliveries(conn, rid)
 
         info, page, deliveries = await self.database.read(read, short=limit <= SHORT_PAGE)
-        if info is None:
+        if info is None or not _manage.visible(info, client):
             raise RequestNotFoundError(request_id)
         return info, page, deliveries
 
@@ -382,8 +414,8 @@ class Engine:
 
         Raises :class:`OutOfRangeError` when ``start + limit`` passes :data:`MAX_POSITION`.
         """
-        _check_page(start, limit)
-        rid = _as_uuid(request_id)
+        check_page(start, limit)
+        rid = as_uuid(request_id)
         page = await self.database.read(
             lambda conn: queries.read_product_page(conn, rid, start=start, limit=limit),
             short=limit <= SHORT_PAGE,
@@ -392,43 +424,30 @@ class Engine:
 
     async def deliveries(self, request_id: UUID | str) -> list[DeliveryInfo]:
         """A request's notifications and how their delivery went."""
-        rid = _as_uuid(request_id)
+        rid = as_uuid(request_id)
         return await self.database.read(lambda conn: outbox.read_deliveries(conn, rid), short=True)
 
-    async def output_csv(self, request_id: UUID | str) -> AsyncIterator[bytes]:
+    async def output_csv(
+        self, request_id: UUID | str, *, client: str | None = None
+    ) -> AsyncIterator[bytes]:
         """The output CSV, streamed in input order: the input columns plus ``Output Image Urls``.
 
-        Raises :class:`RequestNotFoundError` before yielding anything for an unknown id.
+        Raises :class:`RequestNotFoundError` before yielding anything for an unknown id (or
+        another ``client``'s).
         """
-        rid = _as_uuid(request_id)
+        rid = as_uuid(request_id)
+        if client is not None:
+            await _manage.owned(self.database, rid, client)
         header = await self.database.read(lambda conn: queries.get_header(conn, rid), short=True)
         if header is None:
             raise RequestNotFoundError(request_id)
-        return self._output_chunks(rid, msgspec.convert(header, CsvHeader))
-
-    async def _output_chunks(self, request_id: UUID, header: CsvHeader) -> AsyncIterator[bytes]:
-        # One short read per page: the stream may pause (a slow client) or stop anywhere
-        # without holding a connection.
-        _, recorded = await self.database.read(
-            lambda conn: queries.get_preset(conn, request_id), short=True
+        return output_chunks(
+            self.database,
+            self.config,
+            self.storage.url_for,
+            rid,
+            msgspec.convert(header, CsvHeader),
         )
-        preset = recorded_preset(recorded, self.config)
-        columns = more_columns(preset)
-        start = 0
-        while True:
-            page = await self.database.read(
-                partial(
-                    queries.read_product_page, request_id=request_id, start=start, limit=OUTPUT_PAGE
-                )
-            )
-            if not page:
-                return
-            rows = [output_row(product, preset, self.storage.url_for) for product in page]
-            for chunk in write_output_csv(
-                header, rows, include_header=start == 0, more_columns=columns
-            ):
-                yield chunk
-            start = page[-1].position + 1
 
     async def thumbnail(self, request_id: UUID | str, image_id: int) -> bytes:
         """A done image's thumbnail (JPEG within 256 x 256 pixels), made from its stored output
@@ -437,8 +456,8 @@ class Engine:
         Raises :class:`ImageNotFoundError` unless the request has a done image ``image_id``,
         :class:`OutOfRangeError` for an id no database can hold.
         """
-        _check_range("image_id", image_id, 1, MAX_ID)
-        rid = _as_uuid(request_id)
+        check_range("image_id", image_id, 1, MAX_ID)
+        rid = as_uuid(request_id)
         data = await self.thumbnails.get(rid, image_id)
         if data is None:
             raise ImageNotFoundError(request_id, image_id)
@@ -482,13 +501,15 @@ class Engine:
         """
         for name in ("limit", "offset"):
             if name in filters:
-                _check_range(name, filters[name], 0, MAX_ID)
+                check_range(name, filters[name], 0, MAX_ID)
         return await self.database.read(partial(queries.list_requests, **filters))
 
-    async def wait(self, request_id: UUID | str, *, interval: float = 0.2) -> RequestInfo:
+    async def wait(
+        self, request_id: UUID | str, *, interval: float = 0.2, client: str | None = None
+    ) -> RequestInfo:
         """Poll until the request is Completed or Failed (wrap in a timeout)."""
         while True:
-            info = await self.status(request_id)
+            info = await self.status(request_id, client=client)
             if info.status.is_terminal:
                 return info
             await anyio.sleep(interval)
@@ -504,94 +525,72 @@ class Engine:
         probe taking longer than ``probe_seconds`` fails (and that failure is reused too, so a
         hanging storage is not asked again by every caller).
         """
-        async with self._probe_lock:
-            if time.monotonic() - self._probed_at >= max_age:
-                self._probe_error = await self._probe_storage(probe_seconds)
-                self._probed_at = time.monotonic()
-            error = self._probe_error
-        if error is not None:
-            raise StorageError(error.message, transient=error.transient)
+        await self._probe.check(max_age=max_age, probe_seconds=probe_seconds)
 
-    async def _probe_storage(self, seconds: float) -> StorageError | None:
-        try:
-            with anyio.fail_after(seconds):
-                await self.storage.put(self._probe_key, b"ok", content_type="text/plain")
-                await self.storage.delete(self._probe_key)
-        except TimeoutError:
-            return StorageError(f"the storage did not answer within {seconds} s")
-        except StorageError as exc:
-            return exc
-        except Exception as exc:
-            # Whatever a storage plugin raises means the same here: images cannot be stored.
-            return StorageError(f"the storage failed: {exc!r}")
-        return None
-
-    async def retry_failed(self, request_id: UUID | str) -> int:
-        """Queue a request's failed images again; returns how many."""
-        rid = _as_uuid(request_id)
-        count = await self.database.write(
-            partial(queries.retry_failed, request_id=rid, now=utcnow())
+    async def requests_page(
+        self,
+        *,
+        client: str | None = None,
+        status: RequestStatus | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+        after: Cursor | None = None,
+        before: Cursor | None = None,
+        limit: int = 50,
+    ) -> tuple[list[RequestInfo], bool]:
+        """A page of ``client``'s requests (None: everyone's) newest first, and whether more
+        lie beyond it; ``after``/``before`` a request's ``(created_at, request_id)`` give the
+        page following or preceding it (keyset pagination: stable while requests arrive)."""
+        check_range("limit", limit, 1, 1000)
+        return await _manage.page(
+            self.database,
+            client=client,
+            status=status,
+            created_after=created_after,
+            created_before=created_before,
+            after=after,
+            before=before,
+            limit=limit,
         )
+
+    async def retry_failed(self, request_id: UUID | str, *, client: str | None = None) -> int:
+        """Queue an ended request's failed images again; returns how many.
+
+        Raises :class:`RequestStateError` while the request runs, and
+        :class:`RequestNotFoundError` for an unknown id (or another ``client``'s).
+        """
+        rid = as_uuid(request_id)
+        count = await _manage.retry(self.database, rid, client)
         if count:
             await self.executor.submitted(rid)
         return count
 
-    async def delete_request(self, request_id: UUID | str) -> bool:
-        """Delete a request, its rows and its stored images."""
-        rid = _as_uuid(request_id)
+    async def cancel(self, request_id: UUID | str, *, client: str | None = None) -> int:
+        """Cancel a running request; returns how many pending images were cancelled.
 
-        def delete(conn: sa.Connection) -> tuple[list[str], bool]:
-            keys, attempted = queries.storage_keys(conn, rid)
-            _, recorded = queries.get_preset(conn, rid)
-            # What an unfinished attempt may have written: the keys its preset fixes.
-            preset = recorded_preset(recorded, self.config)
-            keys += [key for image in attempted for key in preset.keys(rid, image)]
-            return list(dict.fromkeys(keys)), queries.delete_request(conn, rid)
+        Images in flight finish; the request then ends ``Failed`` with the error
+        ``"cancelled"`` and its webhook is sent once. Raises :class:`RequestStateError` for a
+        request that has ended, :class:`RequestNotFoundError` as :meth:`status` does.
+        """
+        count, settlement = await _manage.cancel(
+            self.database, self.notifiers, as_uuid(request_id), client
+        )
+        if settlement is not None:
+            self.dispatcher.wake()
+        return count
 
-        keys, deleted = await self.database.write(delete)
-        for key in keys:
-            await self.storage.delete(key)
-        return deleted
+    async def delete_request(self, request_id: UUID | str, *, client: str | None = None) -> bool:
+        """Delete an ended request, its rows and its stored images.
+
+        Raises :class:`RequestStateError` while it runs (cancel it first) and
+        :class:`RequestNotFoundError` as :meth:`status` does.
+        """
+        return await _manage.delete(
+            self.database, self.storage, as_uuid(request_id), client, self.config
+        )
 
 
 async def _start_executor(
     executor: Executor, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
 ) -> None:
     await executor.run(task_status=task_status)
-
-
-def _check_range(name: str, value: int, low: int, high: int) -> None:
-    # A clear error here instead of the driver's OverflowError (or a 32-bit overflow on
-    # PostgreSQL) deep in a query.
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise OutOfRangeError(name, value, low, high)
-
-
-def _check_page(start: int, limit: int) -> None:
-    _check_range("start", start, 0, MAX_POSITION)
-    _check_range("limit", limit, 0, MAX_POSITION - start)
-
-
-def _as_uuid(value: UUID | str) -> UUID:
-    if isinstance(value, UUID):
-        return value
-    try:
-        return UUID(value)
-    except (ValueError, AttributeError, TypeError):
-        raise RequestNotFoundError(value) from None
-
-
-async def _chunks(source: Source) -> AsyncIterator[bytes]:
-    if isinstance(source, bytes | bytearray | memoryview):
-        data = bytes(source)
-        for i in range(0, len(data), READ_CHUNK):
-            yield data[i : i + READ_CHUNK]
-    elif isinstance(source, AsyncIterable):
-        async for chunk in source:
-            yield chunk
-    elif hasattr(source, "read"):
-        while chunk := await anyio.to_thread.run_sync(source.read, READ_CHUNK):
-            yield chunk
-    else:
-        for chunk in source:
-            yield chunk

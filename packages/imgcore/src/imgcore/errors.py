@@ -13,7 +13,9 @@ __all__ = [
     "InvalidOptionsError",
     "OutOfRangeError",
     "RequestNotFoundError",
+    "RequestStateError",
     "StorageError",
+    "TooManyImagesError",
     "UnknownPresetError",
     "UnsupportedImageError",
     "WebhookURLError",
@@ -58,6 +60,31 @@ class RequestNotFoundError(ImgcoreError):
     def __init__(self, request_id: object) -> None:
         super().__init__(f"no request with id {request_id}")
         self.request_id = request_id
+
+
+class RequestStateError(ImgcoreError):
+    """The request's status does not allow this now (retry while it runs, cancel once ended).
+
+    ``reason``: ``"still_running"`` or ``"already_ended"``; ``status`` is the request's status.
+    """
+
+    def __init__(self, message: str, *, reason: str, status: str) -> None:
+        super().__init__(message, reason=reason)
+        self.status = status
+
+
+class TooManyImagesError(ImgcoreError):
+    """Storing the request would leave its client more unfinished images than it may have."""
+
+    reason = "too_many_unfinished_images"
+
+    def __init__(self, *, unfinished: int, limit: int) -> None:
+        super().__init__(
+            f"this request would make {unfinished} images not finished yet, "
+            f"over the limit of {limit}: wait until earlier requests finish"
+        )
+        self.unfinished = unfinished
+        self.limit = limit
 
 
 class ImageNotFoundError(RequestNotFoundError):

@@ -44,6 +44,9 @@ class RequestInfo(msgspec.Struct, frozen=True, kw_only=True):
     columns: tuple[str, ...] = ()
     preset: str = "default"
     """The name of the preset the request chose (its definition is recorded with it)."""
+    client: str | None = None
+    """Who submitted it (the API's client id); None for requests submitted locally."""
+    cancelled_at: datetime | None = None
 
     @property
     def pending(self) -> int:

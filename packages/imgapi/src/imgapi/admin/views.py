@@ -14,9 +14,11 @@ from imgcore import (
     Engine,
     ImageError,
     ImageNotFoundError,
+    ImgcoreError,
     OutOfRangeError,
     RequestInfo,
     RequestNotFoundError,
+    RequestStateError,
     RequestStatus,
     StorageError,
 )
@@ -40,7 +42,8 @@ from imgapi.admin.security import (
     safe_next,
 )
 from imgapi.admin.throttle import LoginLimits
-from imgapi.problems import problem_answer
+from imgapi.form import WEBHOOK_FIELD, UploadForm, check_file_type, limited
+from imgapi.problems import ProblemError, from_imgcore, problem_answer
 from imgapi.routes.status import (
     MAX_PAGE,
     MAX_PER_PAGE,
@@ -189,18 +192,24 @@ async def requests_list(
     engine: NamedDependency[Engine],
     status: Annotated[str, QueryParameter(required=False)] = "",
     q: Annotated[str, QueryParameter(required=False, max_length=200)] = "",
+    client: Annotated[str, QueryParameter(required=False, max_length=64)] = "",
     page: Annotated[int, QueryParameter(ge=1, le=MAX_PAGE)] = 1,
 ) -> Template:
-    """Requests, newest first, filtered by status and searched by id or product name."""
+    """Requests, newest first, filtered by status and client, searched by id or product name."""
     statuses = [s.value for s in RequestStatus]
     chosen = RequestStatus(status) if status in statuses else None
     rows, total = await engine.list_requests(
         status=chosen,
         search=q.strip() or None,
+        client=client.strip() or None,
         limit=REQUESTS_PER_PAGE,
         offset=(page - 1) * REQUESTS_PER_PAGE,
     )
-    filters = {k: v for k, v in (("status", chosen.value if chosen else ""), ("q", q)) if v}
+    filters = {
+        k: v
+        for k, v in (("status", chosen.value if chosen else ""), ("q", q), ("client", client))
+        if v
+    }
 
     def page_url(number: int) -> str:
         return f"{ADMIN_PATH}?{urlencode({**filters, 'page': number})}"
@@ -216,6 +225,7 @@ async def requests_list(
         statuses=statuses,
         status=chosen.value if chosen else "",
         q=q,
+        client=client,
     )
 
 
@@ -302,7 +312,11 @@ async def retry(
     """Queue the request's failed images again."""
     await _form(request)
     info = await engine.status(request_id)
-    count = await engine.retry_failed(info.request_id)
+    try:
+        count = await engine.retry_failed(info.request_id)
+    except RequestStateError as exc:
+        _flash(request, f"Not retried: {exc.message}.", "error")
+        return Redirect(f"{ADMIN_PATH}/requests/{info.request_id}", status_code=303)
     log.info(
         "admin %s retried %d failed images of request %s",
         _username(request),
@@ -311,6 +325,88 @@ async def retry(
         extra={"admin_user": _username(request), "request_id": str(info.request_id)},
     )
     _flash(request, f"{count} failed image(s) queued again." if count else "No failed images.")
+    return Redirect(f"{ADMIN_PATH}/requests/{info.request_id}", status_code=303)
+
+
+CSRF_FIELD = "csrf_token"
+
+
+@get("/upload", name="admin:upload")
+async def upload_page(request: AnyRequest) -> Template:
+    """The upload form, for people who do not use the API."""
+    return _render(request, "upload.html", error=None, issues=[], webhook_url="")
+
+
+@post("/upload", status_code=303, request_max_body_size=None)
+async def upload(
+    request: AnyRequest, runtime: NamedDependency[Runtime], engine: NamedDependency[Engine]
+) -> Response[Any]:
+    """Store an uploaded CSV as a request of client ``admin:<username>``, as the API would."""
+    media_type, options = request.content_type
+    boundary = options.get("boundary")
+    if media_type != "multipart/form-data" or not boundary:
+        raise ValidationException("send the form as multipart/form-data")
+    form = UploadForm(
+        limited(request.stream(), runtime.settings.max_upload_bytes),
+        boundary,
+        keep=(WEBHOOK_FIELD, CSRF_FIELD),
+    )
+    webhook_url = ""
+    try:
+        # The token comes before the file in the form, so nothing is stored without it.
+        await form.read_until_file()
+        check_csrf(_session(request), form.fields.get(CSRF_FIELD))
+        webhook_url = form.fields.get(WEBHOOK_FIELD, "").strip()
+        # (#18: a preset field will be read here and handed to submit_csv.)
+        check_file_type(form.content_type)
+        request_id = await engine.submit_csv(
+            form.file_chunks(),
+            webhook_url=webhook_url or None,
+            filename=form.filename,
+            client=f"admin:{_username(request)}",
+        )
+    except (ImgcoreError, ProblemError) as exc:
+        problem = from_imgcore(exc) if isinstance(exc, ImgcoreError) else exc
+        issues = [issue.message for issue in problem.errors or []]
+        return _render(
+            request,
+            "upload.html",
+            status_code=problem.status,
+            error=problem.detail,
+            issues=issues,
+            webhook_url=webhook_url,
+        )
+    finally:
+        await form.aclose()
+    log.info(
+        "admin %s uploaded request %s",
+        _username(request),
+        request_id,
+        extra={"admin_user": _username(request), "request_id": str(request_id)},
+    )
+    _flash(request, f"Uploaded {form.filename or 'the CSV'}: its images are being processed.")
+    return Redirect(f"{ADMIN_PATH}/requests/{request_id}", status_code=303)
+
+
+@post("/requests/{request_id:str}/cancel", status_code=303)
+async def cancel(
+    request: AnyRequest, request_id: FromPath[str], engine: NamedDependency[Engine]
+) -> Redirect:
+    """Cancel a running request (the same as ``POST /requests/{id}/cancel``)."""
+    await _form(request)
+    info = await engine.status(request_id)
+    try:
+        count = await engine.cancel(info.request_id)
+    except RequestStateError as exc:
+        _flash(request, f"Not cancelled: {exc.message}.", "error")
+    else:
+        log.info(
+            "admin %s cancelled request %s",
+            _username(request),
+            info.request_id,
+            extra={"admin_user": _username(request), "request_id": str(info.request_id)},
+        )
+        _flash(request, f"Cancelled: {count} pending image(s) will not be processed.")
     return Redirect(f"{ADMIN_PATH}/requests/{info.request_id}", status_code=303)
 
 
@@ -330,7 +426,11 @@ async def delete(
     """Delete the request, its rows and its stored images."""
     await _form(request)
     info: RequestInfo = await engine.status(request_id)
-    await engine.delete_request(info.request_id)
+    try:
+        await engine.delete_request(info.request_id)
+    except RequestStateError as exc:
+        _flash(request, f"Not deleted: {exc.message}.", "error")
+        return Redirect(f"{ADMIN_PATH}/requests/{info.request_id}", status_code=303)
     log.info(
         "admin %s deleted request %s",
         _username(request),
@@ -404,6 +504,9 @@ HANDLERS = [
     status_json,
     output_csv,
     retry,
+    cancel,
+    upload_page,
+    upload,
     delete_page,
     delete,
     stylesheet,

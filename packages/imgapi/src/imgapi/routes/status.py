@@ -175,11 +175,19 @@ def _page_url(base: str, path: str, page: int, per_page: int) -> str:
 
 
 async def read_status(
-    engine: Engine, request_id: str, *, base: str, path: str, page: int, per_page: int
+    engine: Engine,
+    request_id: str,
+    *,
+    base: str,
+    path: str,
+    page: int,
+    per_page: int,
+    client: str | None = None,
 ) -> StatusOut:
-    """The JSON answer of ``GET /status/{id}`` (raises ``RequestNotFoundError``)."""
+    """The JSON answer of ``GET /status/{id}`` (raises ``RequestNotFoundError``, also for
+    another ``client``'s request)."""
     info, products, deliveries = await engine.snapshot(
-        request_id, start=(page - 1) * per_page, limit=per_page
+        request_id, start=(page - 1) * per_page, limit=per_page, client=client
     )
     return _status_document(
         info, products, deliveries, base=base, path=path, page=page, per_page=per_page
@@ -242,6 +250,7 @@ async def status(
     request_id: FromPath[str],
     runtime: NamedDependency[Runtime],
     engine: NamedDependency[Engine],
+    caller: NamedDependency[str | None],
     page: Annotated[
         int, QueryParameter(ge=1, le=MAX_PAGE, description="Page of products, from 1")
     ] = 1,
@@ -257,6 +266,7 @@ async def status(
         path=request.url.path,
         page=page,
         per_page=per_page,
+        client=caller,
     )
     headers = {"Cache-Control": "no-store"}
     if document.page.next is not None:
@@ -288,14 +298,17 @@ def output_filename(info: RequestInfo) -> str:
     ),
     tags=["requests"],
 )
-async def output_csv(request_id: FromPath[str], engine: NamedDependency[Engine]) -> Stream:
+async def output_csv(
+    request_id: FromPath[str], engine: NamedDependency[Engine], caller: NamedDependency[str | None]
+) -> Stream:
     """Stream a request's output CSV."""
-    return await output_csv_download(engine, request_id)
+    return await output_csv_download(engine, request_id, client=caller)
 
 
-async def output_csv_download(engine: Engine, request_id: str) -> Stream:
-    """The output CSV as a download (404 problem for an unknown id, before any byte)."""
-    info = await engine.status(request_id)
+async def output_csv_download(engine: Engine, request_id: str, client: str | None = None) -> Stream:
+    """The output CSV as a download (404 problem for an unknown id, or another ``client``'s,
+    before any byte)."""
+    info = await engine.status(request_id, client=client)
     chunks: AsyncIterator[bytes] = await engine.output_csv(info.request_id)
     return Stream(
         chunks,

@@ -5,12 +5,13 @@ from __future__ import annotations
 import logging
 from contextlib import aclosing
 from dataclasses import dataclass
+from functools import partial
 from typing import Annotated, Any
 from uuid import UUID
 
 import msgspec
 from imgcore.engine import Engine
-from imgcore.errors import ImgcoreError
+from imgcore.errors import ImgcoreError, TooManyImagesError
 from litestar import Request, Response, post
 from litestar.di import NamedDependency
 from litestar.openapi.spec import (
@@ -25,6 +26,7 @@ from litestar.openapi.spec import (
 from litestar.params import QueryParameter
 
 from imgapi.auth import SECURITY, require_api_key
+from imgapi.clients import client_limit
 from imgapi.form import (
     CSV_MEDIA_TYPES,
     FILE_FIELD,
@@ -107,7 +109,7 @@ class _UploadOperation(Operation):
     security=SECURITY,
     operation_class=_UploadOperation,
     response_headers=[documented_header("Location", "The URL of the new request's status")],
-    responses=problem_responses(400, 401, 413, 415),
+    responses=problem_responses(400, 401, 413, 415, 429),
     summary="Upload a CSV of products",
     description=(
         "Validates the CSV while it streams in and stores it as a new request (202), or "
@@ -119,6 +121,7 @@ async def upload(
     request: Request[Any, Any, Any],
     runtime: NamedDependency[Runtime],
     engine: NamedDependency[Engine],
+    caller: NamedDependency[str | None],
     webhook_url: Annotated[
         str | None,
         QueryParameter(
@@ -138,7 +141,7 @@ async def upload(
 ) -> Response[Accepted]:
     """Store an uploaded CSV as a new request."""
     try:
-        request_id = await _submit(request, runtime, engine, webhook_url, filename, preset)
+        request_id = await _submit(request, runtime, engine, webhook_url, filename, preset, caller)
     except ImgcoreError as exc:
         problem = from_imgcore(exc)
         _rejected(runtime, problem)
@@ -169,7 +172,14 @@ async def _submit(
     webhook_url: str | None,
     filename: str | None,
     preset: str | None,
+    client: str | None,
 ) -> UUID:
+    limit = await _limit_of(runtime, engine, client)
+    if limit is not None:
+        unfinished = await engine.unfinished_images(client)
+        if unfinished >= limit:
+            # At the limit already: refused before a byte of the body is read.
+            raise from_imgcore(TooManyImagesError(unfinished=unfinished + 1, limit=limit))
     max_bytes = runtime.settings.max_upload_bytes
     length = request.headers.get("content-length", "")
     if length.isdigit() and int(length) > max_bytes:
@@ -194,6 +204,8 @@ async def _submit(
                     webhook_url=form_webhook,
                     filename=form.filename,
                     preset=form_preset,
+                    client=client,
+                    max_unfinished=limit,
                 )
         finally:
             await form.aclose()
@@ -204,6 +216,8 @@ async def _submit(
                 webhook_url=_blank_to_none(webhook_url),
                 filename=filename or None,
                 preset=_blank_to_none(preset),
+                client=client,
+                max_unfinished=limit,
             )
     raise ProblemError(
         415,
@@ -224,6 +238,15 @@ def _one_of(fields: dict[str, str], name: str, query: str | None) -> str | None:
             reason="duplicate_field",
         )
     return in_form or in_query
+
+
+async def _limit_of(runtime: Runtime, engine: Engine, client: str | None) -> int | None:
+    """The client's limit on unfinished images: its own, else the setting; None: no limit."""
+    own = None
+    if client is not None:
+        own = await engine.database.read(partial(client_limit, name=client), short=True)
+    limit = own if own is not None else runtime.settings.max_unfinished_images
+    return limit or None
 
 
 def _blank_to_none(value: str | None) -> str | None:

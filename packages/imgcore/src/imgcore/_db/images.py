@@ -9,6 +9,7 @@ that :class:`imgcore._db.database.Database` opened.
 
 from __future__ import annotations
 
+import random
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -36,6 +37,7 @@ __all__ = [
     "release_images",
     "renew_leases",
     "set_thumbnail_key",
+    "settle_request",
 ]
 
 
@@ -63,19 +65,80 @@ class ImageResult(msgspec.Struct, frozen=True, kw_only=True):
 def claim_images(
     conn: sa.Connection, *, owner: str, limit: int, lease: timedelta, now: datetime
 ) -> list[Claim]:
-    """Lease up to ``limit`` due images: pending ones, and processing ones whose lease expired."""
-    due = sa.select(_I.id, _I.request_id, _I.url, _I.attempts, _I.started_at).where(
-        _I.status.in_((ImageStatus.PENDING.value, ImageStatus.PROCESSING.value)),
-        _I.available_at <= now,
-    )
-    rows = (
-        conn.execute(
-            due.order_by(_I.available_at, _I.id).limit(limit).with_for_update(skip_locked=True)
-        )
-    ).all()
+    """Lease up to ``limit`` due images, shared fairly among the clients with work.
+
+    First the processing images whose lease expired (their worker died), then pending ones:
+    each client with a running request gets an equal share of what is left (its oldest
+    requests first, each in input order), a client with fewer due images leaving the rest to
+    the others; the client served first changes at random. So one client's huge import
+    takes at most its share while another client's small request waits.
+    """
+    rows = list(conn.execute(_EXPIRED, {"now": now, "limit": limit}).all())
+    picked = {row.id for row in rows}
+    running = conn.execute(_RUNNING).all()
+    by_client: dict[str | None, list[UUID]] = {}
+    for request in running:
+        by_client.setdefault(request.client, []).append(request.id)
+    clients = list(by_client.values())
+    if clients:
+        start = random.randrange(len(clients))
+        clients = clients[start:] + clients[:start]
+    left = limit - len(rows)
+    while left > 0 and clients:
+        share = -(-left // len(clients))  # ceil: every client may take its whole share
+        hungry = []
+        for request_ids in clients:
+            want = min(share, left)
+            got = _pending_of(conn, request_ids, want, picked, now)
+            rows += got
+            left -= len(got)
+            if len(got) == want:
+                hungry.append(request_ids)  # it may have more
+            if left <= 0:
+                break
+        clients = hungry
     if not rows:
         return []
     return _lease(conn, rows, owner=owner, lease=lease, now=now)
+
+
+_CLAIM_COLUMNS = (_I.id, _I.request_id, _I.url, _I.attempts, _I.started_at)
+_EXPIRED = (
+    sa.select(*_CLAIM_COLUMNS)
+    .where(_I.status == ImageStatus.PROCESSING.value, _I.available_at <= sa.bindparam("now"))
+    .order_by(_I.available_at, _I.id)
+    .limit(sa.bindparam("limit"))
+    .with_for_update(skip_locked=True)
+)
+_RUNNING = (
+    sa.select(_R.id, _R.client)
+    .where(_R.status.in_((RequestStatus.PENDING.value, RequestStatus.IN_PROCESS.value)))
+    .order_by(_R.created_at, _R.id)
+)
+
+
+def _pending_of(
+    conn: sa.Connection, request_ids: Sequence[UUID], want: int, picked: set[int], now: datetime
+) -> list[Any]:
+    """Up to ``want`` due pending images of ``request_ids`` (in that order), locked, skipping
+    those already ``picked`` in this claim (and adding theirs)."""
+    found: list[Any] = []
+    for request_id in request_ids:
+        if len(found) >= want:
+            break
+        query = sa.select(*_CLAIM_COLUMNS).where(
+            _I.request_id == request_id,
+            _I.status == ImageStatus.PENDING.value,
+            _I.available_at <= now,
+        )
+        if picked:
+            query = query.where(_I.id.not_in(picked))
+        rows = conn.execute(
+            query.order_by(_I.id).limit(want - len(found)).with_for_update(skip_locked=True)
+        ).all()
+        found += rows
+        picked.update(row.id for row in rows)
+    return found
 
 
 def _lease(
@@ -177,13 +240,25 @@ def finish_image(
             }
         )
     )
-    return True, _settle(conn, claim.request_id, now=now)
+    return True, settle_request(conn, claim.request_id, now=now)
 
 
-def _settle(conn: sa.Connection, request_id: UUID, *, now: datetime) -> Settlement | None:
+def settle_request(conn: sa.Connection, request_id: UUID, *, now: datetime) -> Settlement | None:
+    """Move an in-process request whose images all ended to its terminal status.
+
+    Returns the settlement for the one call that moved it, else None. A cancelled request
+    ends ``Failed`` with the error ``"cancelled"`` whatever its counts.
+    """
     row = (
         conn.execute(
-            sa.select(_R.status, _R.total_images, _R.done_images, _R.failed_images, _R.webhook_url)
+            sa.select(
+                _R.status,
+                _R.total_images,
+                _R.done_images,
+                _R.failed_images,
+                _R.webhook_url,
+                _R.cancelled_at,
+            )
             .where(_R.id == request_id)
             .with_for_update()
         )
@@ -192,7 +267,9 @@ def _settle(conn: sa.Connection, request_id: UUID, *, now: datetime) -> Settleme
     if terminal is None or row.status != RequestStatus.IN_PROCESS.value:
         return None
     error = None
-    if row.failed_images:
+    if row.cancelled_at is not None:
+        terminal, error = RequestStatus.FAILED, "cancelled"
+    elif row.failed_images:
         failed = conn.execute(
             sa.select(_I.error_reason, sa.func.count())
             .where(_I.request_id == request_id, _I.status == ImageStatus.FAILED.value)

@@ -14,7 +14,9 @@ from uuid import UUID
 
 import sqlalchemy as sa
 
+from imgcore._db.images import settle_request
 from imgcore._db.tables import deliveries, images, products, requests
+from imgcore.contracts import Settlement
 from imgcore.models import (
     ImageInfo,
     ImageProgress,
@@ -33,18 +35,23 @@ _R = requests.c
 _D = deliveries.c
 
 __all__ = [
+    "Cursor",
     "add_products",
+    "cancel_request",
     "create_request",
     "delete_request",
     "get_header",
     "get_preset",
     "list_requests",
+    "page_requests",
     "read_product_page",
     "read_progress_page",
     "read_request",
+    "read_requests",
     "retry_failed",
     "set_request_totals",
     "storage_keys",
+    "unfinished_images",
 ]
 
 
@@ -57,12 +64,14 @@ def create_request(
     webhook_url: str | None,
     now: datetime,
     preset: dict[str, Any] | None = None,
+    client: str | None = None,
 ) -> None:
     """Insert a request with no rows yet (totals are set once every row is in)."""
     conn.execute(
         requests.insert().values(
             id=request_id,
             preset=preset,
+            client=client,
             status=RequestStatus.PENDING.value,
             webhook_url=webhook_url,
             filename=filename,
@@ -144,6 +153,8 @@ def _request_info(row: sa.Row[Any]) -> RequestInfo:
         finished_at=row.finished_at,
         columns=tuple(row.header.get("columns", ())),
         preset=row.preset["name"] if isinstance(row.preset, dict) else "default",
+        client=row.client,
+        cancelled_at=row.cancelled_at,
     )
 
 
@@ -154,6 +165,28 @@ def read_request(conn: sa.Connection, request_id: UUID) -> RequestInfo | None:
     """One request, or None."""
     row = conn.execute(_REQUEST, {"request_id": request_id}).first()
     return None if row is None else _request_info(row)
+
+
+def read_requests(conn: sa.Connection, request_ids: Sequence[UUID]) -> list[RequestInfo]:
+    """Those of ``request_ids`` that exist, in one query."""
+    if not request_ids:
+        return []
+    rows = conn.execute(sa.select(requests).where(_R.id.in_(list(request_ids)))).all()
+    return [_request_info(row) for row in rows]
+
+
+def unfinished_images(conn: sa.Connection, client: str | None) -> int:
+    """Images of ``client``'s running requests that have not ended (None: of local ones)."""
+    owner = _R.client.is_(None) if client is None else _R.client == client
+    total = conn.execute(
+        sa.select(
+            sa.func.coalesce(sa.func.sum(_R.total_images - _R.done_images - _R.failed_images), 0)
+        ).where(
+            owner,
+            _R.status.in_((RequestStatus.PENDING.value, RequestStatus.IN_PROCESS.value)),
+        )
+    ).scalar_one()
+    return int(total)
 
 
 def get_header(conn: sa.Connection, request_id: UUID) -> dict[str, Any] | None:
@@ -176,13 +209,17 @@ def list_requests(
     *,
     status: RequestStatus | None = None,
     search: str | None = None,
+    client: str | None = None,
     limit: int = 50,
     offset: int = 0,
 ) -> tuple[list[RequestInfo], int]:
-    """Newest first, filtered by status and by a request id or product name; with the total."""
+    """Newest first, filtered by status, client and a request id or product name; with the
+    total."""
     query = sa.select(requests)
     if status is not None:
         query = query.where(_R.status == status.value)
+    if client is not None:
+        query = query.where(_R.client == client)
     term = (search or "").strip()
     if term:
         # icontains (lower() on both sides): LIKE alone ignores case on MySQL and SQLite but
@@ -198,6 +235,56 @@ def list_requests(
         conn.execute(query.order_by(_R.created_at.desc(), _R.id).limit(limit).offset(offset))
     ).all()
     return [_request_info(row) for row in rows], total
+
+
+Cursor = tuple[datetime, UUID]
+"""A place in the newest-first list of requests: a request's ``(created_at, id)``."""
+
+
+def page_requests(
+    conn: sa.Connection,
+    *,
+    client: str | None,
+    status: RequestStatus | None = None,
+    created_after: datetime | None = None,
+    created_before: datetime | None = None,
+    after: Cursor | None = None,
+    before: Cursor | None = None,
+    limit: int = 50,
+) -> tuple[list[RequestInfo], bool]:
+    """A page of requests newest first (keyset pagination); ``client`` None: every client's.
+
+    ``after``: the page that follows that place; ``before``: the page that precedes it.
+    Returns the page and whether more requests lie beyond it in the direction read.
+    """
+    query = sa.select(requests)
+    if client is not None:
+        query = query.where(_R.client == client)
+    if status is not None:
+        query = query.where(_R.status == status.value)
+    if created_after is not None:
+        query = query.where(_R.created_at >= created_after)
+    if created_before is not None:
+        query = query.where(_R.created_at < created_before)
+    # Row-value comparison spelt out: SQLite, PostgreSQL and MariaDB all read it, and each
+    # can walk the (client, created_at) index to it.
+    if before is not None:
+        at, rid = before
+        query = query.where(sa.or_(_R.created_at > at, sa.and_(_R.created_at == at, _R.id > rid)))
+        order = (_R.created_at.asc(), _R.id.asc())
+    else:
+        if after is not None:
+            at, rid = after
+            query = query.where(
+                sa.or_(_R.created_at < at, sa.and_(_R.created_at == at, _R.id < rid))
+            )
+        order = (_R.created_at.desc(), _R.id.desc())
+    rows = conn.execute(query.order_by(*order).limit(limit + 1)).all()
+    more = len(rows) > limit
+    page = [_request_info(row) for row in rows[:limit]]
+    if before is not None:
+        page.reverse()
+    return page, more
 
 
 _IMAGE_FIELDS = (
@@ -379,11 +466,60 @@ def retry_failed(conn: sa.Connection, request_id: UUID, *, now: datetime) -> int
                 failed_images=_R.failed_images - count,
                 status=RequestStatus.IN_PROCESS.value,
                 error=None,
+                cancelled_at=None,
                 finished_at=None,
                 updated_at=now,
             )
         )
     return count
+
+
+def cancel_request(
+    conn: sa.Connection, request_id: UUID, *, now: datetime
+) -> tuple[int, Settlement | None]:
+    """Fail a running request's pending images as ``cancelled`` and mark it cancelled.
+
+    Images in flight finish; the last one to end settles the request (``Failed``, error
+    ``"cancelled"``). Returns how many images were cancelled, and the settlement when no
+    image was in flight, so the request ended here.
+    """
+    # Pending images, and processing ones whose lease expired (their worker died): nobody
+    # will finish those. Images first, then the request row, the order finish_image locks.
+    result = conn.execute(
+        images.update()
+        .where(
+            _I.request_id == request_id,
+            sa.or_(
+                _I.status == ImageStatus.PENDING.value,
+                sa.and_(_I.status == ImageStatus.PROCESSING.value, _I.available_at <= now),
+            ),
+        )
+        .values(
+            status=ImageStatus.FAILED.value,
+            lease_owner=None,
+            error_reason="cancelled",
+            error="cancelled",
+            finished_at=now,
+        )
+    )
+    count = result.rowcount
+    marked = conn.execute(
+        requests.update()
+        .where(
+            _R.id == request_id,
+            _R.status.in_((RequestStatus.PENDING.value, RequestStatus.IN_PROCESS.value)),
+        )
+        .values(
+            failed_images=_R.failed_images + count,
+            # settle_request moves only in-process requests.
+            status=RequestStatus.IN_PROCESS.value,
+            cancelled_at=now,
+            updated_at=now,
+        )
+    )
+    if marked.rowcount != 1:
+        return count, None
+    return count, settle_request(conn, request_id, now=now)
 
 
 def storage_keys(conn: sa.Connection, request_id: UUID) -> tuple[list[str], list[int]]:

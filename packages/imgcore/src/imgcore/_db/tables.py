@@ -61,8 +61,14 @@ requests = sa.Table(
     sa.Column("created_at", UTCDateTime(), nullable=False),
     sa.Column("updated_at", UTCDateTime(), nullable=False),
     sa.Column("finished_at", UTCDateTime()),
+    # Who submitted it: an opaque id the API gives (its API client), None for local use.
+    # Readers scoped to a client see only its requests; the executor shares work among them.
+    sa.Column("client", sa.String(64)),
+    # Set by a cancel: pending images were failed, the request ends Failed ("cancelled").
+    sa.Column("cancelled_at", UTCDateTime()),
     sa.Index(None, "created_at"),
     sa.Index(None, "status", "created_at"),
+    sa.Index(None, "client", "created_at"),
     **MYSQL_TABLE_OPTIONS,
 )
 
