@@ -135,6 +135,36 @@ async def test_the_upload_form_stores_a_request_of_the_admin(
     assert (info.filename, info.client) == ("shop.csv", "admin:admin")
 
 
+async def test_the_upload_form_offers_every_preset_and_records_the_chosen_one(
+    admin: Client, origin: OriginServer
+) -> None:
+    form = (await admin.get("/admin/upload")).text
+    assert re.findall(r'<option value="([a-z_]+)"', form) == list(engine_of(admin).presets)
+    response = await admin.post(
+        "/admin/upload",
+        data={"csrf_token": csrf_of(form), "preset": "catalog"},
+        files={"file": ("shop.csv", make_csv([photo_urls(origin, 1)]), "text/csv")},
+        follow_redirects=False,
+    )
+    assert response.status_code == 303
+    request_id = response.headers["location"].rsplit("/", 1)[1]
+    assert (await engine_of(admin).status(request_id)).preset == "catalog"
+
+
+async def test_an_unknown_preset_in_the_upload_form_is_shown_and_stores_nothing(
+    admin: Client, origin: OriginServer
+) -> None:
+    form = (await admin.get("/admin/upload")).text
+    response = await admin.post(
+        "/admin/upload",
+        data={"csrf_token": csrf_of(form), "preset": "huge"},
+        files={"file": ("shop.csv", make_csv([photo_urls(origin, 1)]), "text/csv")},
+    )
+    assert response.status_code == 400
+    assert "huge" in response.text
+    assert (await engine_of(admin).list_requests())[1] == 0
+
+
 async def test_an_invalid_upload_shows_its_problems_and_stores_nothing(admin: Client) -> None:
     form = (await admin.get("/admin/upload")).text
     response = await admin.post(

@@ -42,7 +42,7 @@ from imgapi.admin.security import (
     safe_next,
 )
 from imgapi.admin.throttle import LoginLimits
-from imgapi.form import WEBHOOK_FIELD, UploadForm, check_file_type, limited
+from imgapi.form import PRESET_FIELD, WEBHOOK_FIELD, UploadForm, check_file_type, limited
 from imgapi.problems import ProblemError, from_imgcore, problem_answer
 from imgapi.routes.status import (
     MAX_PAGE,
@@ -332,9 +332,19 @@ CSRF_FIELD = "csrf_token"
 
 
 @get("/upload", name="admin:upload")
-async def upload_page(request: AnyRequest) -> Template:
+async def upload_page(request: AnyRequest, engine: NamedDependency[Engine]) -> Template:
     """The upload form, for people who do not use the API."""
-    return _render(request, "upload.html", error=None, issues=[], webhook_url="")
+    return _render(request, "upload.html", **_upload_fields(engine))
+
+
+def _upload_fields(engine: Engine, webhook_url: str = "", preset: str = "") -> dict[str, Any]:
+    return {
+        "error": None,
+        "issues": [],
+        "webhook_url": webhook_url,
+        "preset": preset or "default",
+        "presets": list(engine.presets),
+    }
 
 
 @post("/upload", status_code=303, request_max_body_size=None)
@@ -349,20 +359,21 @@ async def upload(
     form = UploadForm(
         limited(request.stream(), runtime.settings.max_upload_bytes),
         boundary,
-        keep=(WEBHOOK_FIELD, CSRF_FIELD),
+        keep=(WEBHOOK_FIELD, PRESET_FIELD, CSRF_FIELD),
     )
-    webhook_url = ""
+    webhook_url = preset = ""
     try:
         # The token comes before the file in the form, so nothing is stored without it.
         await form.read_until_file()
         check_csrf(_session(request), form.fields.get(CSRF_FIELD))
         webhook_url = form.fields.get(WEBHOOK_FIELD, "").strip()
-        # (#18: a preset field will be read here and handed to submit_csv.)
+        preset = form.fields.get(PRESET_FIELD, "").strip()
         check_file_type(form.content_type)
         request_id = await engine.submit_csv(
             form.file_chunks(),
             webhook_url=webhook_url or None,
             filename=form.filename,
+            preset=preset or None,
             client=f"admin:{_username(request)}",
         )
     except (ImgcoreError, ProblemError) as exc:
@@ -372,9 +383,11 @@ async def upload(
             request,
             "upload.html",
             status_code=problem.status,
-            error=problem.detail,
-            issues=issues,
-            webhook_url=webhook_url,
+            **{
+                **_upload_fields(engine, webhook_url, preset),
+                "error": problem.detail,
+                "issues": issues,
+            },
         )
     finally:
         await form.aclose()
