@@ -8,6 +8,7 @@ Queries are plain functions of a synchronous :class:`sqlalchemy.Connection` (in
 from __future__ import annotations
 
 import sqlite3
+import threading
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any, TypeVar
 
 import anyio
 import anyio.from_thread
+import anyio.lowlevel
 import anyio.to_thread
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -84,8 +86,12 @@ class Database:
         self._sync = _sqlite_file_engine(self.url)
         # Never waits for a lock: the event loop must not stall behind one.
         self._short = _sqlite_file_engine(self.url, busy_timeout_ms=0)
-        self._reads = anyio.CapacityLimiter(SQLITE_READ_THREADS)
-        self._writes = anyio.CapacityLimiter(1)
+        # Thread limiters belong to an event loop; the one writer at a time is held by a lock
+        # in the thread, so that an engine used from another loop too (a test client's
+        # portal, a synchronous framework's) still writes one at a time, and never waits on
+        # a limiter of a loop that cannot wake it.
+        self._limiters: dict[object, tuple[anyio.CapacityLimiter, anyio.CapacityLimiter]] = {}
+        self._writer = threading.Lock()
 
     @property
     def embedded(self) -> bool:
@@ -111,7 +117,8 @@ class Database:
             except sa.exc.OperationalError as exc:
                 if not _is_busy(exc):
                     raise
-        return await anyio.to_thread.run_sync(_read_on, self._sync, fn, limiter=self._reads)
+        reads, _ = self._limiters_here()
+        return await anyio.to_thread.run_sync(_read_on, self._sync, fn, limiter=reads)
 
     async def write(self, fn: Callable[[sa.Connection], T]) -> T:
         """``fn(connection)`` in a transaction, committed if it returns (rolled back if not).
@@ -121,8 +128,9 @@ class Database:
         if self._sync is None:
             async with self._connect(self._engine) as conn, conn.begin():
                 return await conn.run_sync(fn)
+        _, writes = self._limiters_here()
         with anyio.CancelScope(shield=True):
-            result = await anyio.to_thread.run_sync(self._write_here, fn, limiter=self._writes)
+            result = await anyio.to_thread.run_sync(self._write_here, fn, limiter=writes)
         return result
 
     async def write_stream(
@@ -196,9 +204,17 @@ class Database:
             async with engine.connect() as conn:
                 yield conn
 
+    def _limiters_here(self) -> tuple[anyio.CapacityLimiter, anyio.CapacityLimiter]:
+        loop = anyio.lowlevel.current_token()
+        limiters = self._limiters.get(loop)
+        if limiters is None:
+            limiters = (anyio.CapacityLimiter(SQLITE_READ_THREADS), anyio.CapacityLimiter(1))
+            self._limiters[loop] = limiters
+        return limiters
+
     def _write_here(self, fn: Callable[[sa.Connection], T]) -> T:
         assert self._sync is not None
-        with self._sync.begin() as conn:
+        with self._writer, self._sync.begin() as conn:
             return fn(conn)
 
 
