@@ -4,6 +4,7 @@ the SQL."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from datetime import datetime
 from functools import partial
@@ -22,6 +23,8 @@ from imgcore.errors import RequestNotFoundError, RequestStateError
 from imgcore.models import RequestInfo
 from imgcore.presets import recorded_preset
 from imgcore.states import RequestStatus
+
+log = logging.getLogger(__name__)
 
 __all__ = ["cancel", "delete", "owned", "page", "retry", "visible"]
 
@@ -134,12 +137,17 @@ async def delete(
     def write(conn: sa.Connection) -> tuple[list[str], bool]:
         keys, attempted = queries.storage_keys(conn, request_id)
         _, recorded = queries.get_preset(conn, request_id)
-        # What an unfinished attempt may have written: the keys its preset fixes.
+        # What an attempt that never ended done may have written: the keys its preset fixes.
         preset = recorded_preset(recorded, config)
         keys += [key for image in attempted for key in preset.keys(request_id, image)]
         return list(dict.fromkeys(keys)), queries.delete_request(conn, request_id)
 
     keys, deleted = await database.write(write)
     for key in keys:
-        await storage.delete(key)
+        try:
+            await storage.delete(key)
+        except Exception:
+            # The rows are gone already: one object that cannot be deleted must not keep the
+            # others; it is logged for the operator.
+            log.warning("could not delete %s of deleted request %s", key, request_id, exc_info=True)
     return deleted

@@ -235,10 +235,18 @@ class Pipeline:
         result = ImageResult(status=ImageStatus.FAILED, error_reason=reason, error=message)
         await self._finish(claim, result, started)
 
+    async def _delete_outputs(self, result: ImageResult) -> None:
+        keys = [result.storage_key, *(v["key"] for v in result.variants or ())]
+        for key in dict.fromkeys(k for k in keys if k):
+            try:
+                await self.storage.delete(key)
+            except Exception:
+                log.warning("could not delete %s", key, exc_info=True)
+
     async def _finish(self, claim: Claim, result: ImageResult, started: float) -> None:
         now = utcnow()
 
-        def finish(conn: sa.Connection) -> tuple[bool, Settlement | None]:
+        def finish(conn: sa.Connection) -> tuple[bool, Settlement | None, bool]:
             ended, settlement = images.finish_image(
                 conn, claim, owner=self.owner, result=result, now=now
             )
@@ -249,11 +257,16 @@ class Pipeline:
                     plan_deliveries(self.notifiers, settlement),
                     now=now,
                 )
-            return ended, settlement
+            # Ended failed meanwhile (cancelled while this attempt ran on a lost lease): what
+            # this attempt stored belongs to no image.
+            orphaned = not ended and images.image_failed(conn, claim.id)
+            return ended, settlement, orphaned
 
-        ended, settlement = await self.database.write(finish)
+        ended, settlement, orphaned = await self.database.write(finish)
         if not ended:
             log.warning("lease on image %s was lost; another worker ends it", claim.id)
+            if orphaned and result.status is ImageStatus.DONE:
+                await self._delete_outputs(result)
             return
         if settlement is not None and self.on_settled is not None:
             self.on_settled(settlement)

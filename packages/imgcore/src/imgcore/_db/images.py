@@ -33,6 +33,7 @@ __all__ = [
     "done_image_keys",
     "finish_image",
     "image_due_at",
+    "image_failed",
     "pending_image_ids",
     "release_images",
     "renew_leases",
@@ -241,6 +242,12 @@ def finish_image(
         )
     )
     return True, settle_request(conn, claim.request_id, now=now)
+
+
+def image_failed(conn: sa.Connection, image_id: int) -> bool:
+    """Whether the image has ended failed (a cancel, or another worker, ended it)."""
+    status = conn.execute(sa.select(_I.status).where(_I.id == image_id)).scalar()
+    return status == ImageStatus.FAILED.value
 
 
 def settle_request(conn: sa.Connection, request_id: UUID, *, now: datetime) -> Settlement | None:

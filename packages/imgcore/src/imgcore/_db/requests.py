@@ -388,8 +388,9 @@ def read_product_page(
     ]
 
 
-# What a status poll shows of a page: none of the JSON, timestamps and sizes whose decoding
-# makes up most of read_product_page's time (see docs/performance.md).
+# What a status poll shows of a page: of the JSON, timestamps and sizes whose decoding makes
+# up most of read_product_page's time (see docs/performance.md), only the variants (none for
+# `default` requests) and the source's size and hash.
 _PROGRESS_PAGE = _page_statement(
     _P.serial,
     _P.name,
@@ -543,9 +544,9 @@ def storage_keys(conn: sa.Connection, request_id: UUID) -> tuple[list[str], list
     for row in rows:
         keys.extend(key for key in (row.storage_key, row.thumbnail_key) if key)
         keys.extend(v["key"] for v in row.variants or ())
-        # A failed image's ending deleted its keys; an unfinished one's attempt may have
-        # written some.
-        if row.status in (ImageStatus.PENDING.value, ImageStatus.PROCESSING.value):
+        # Any attempt of an image not done may have written keys that were never recorded
+        # (one still running, or one cancelled while its attempt ran).
+        if row.status != ImageStatus.DONE.value:
             attempted.append(row.id)
     return list(dict.fromkeys(keys)), attempted
 
