@@ -10,7 +10,17 @@ import anyio
 
 from imgcore.errors import OutOfRangeError, RequestNotFoundError
 
-__all__ = ["MAX_POSITION", "READ_CHUNK", "Source", "as_uuid", "check_page", "check_range", "chunks"]
+__all__ = [
+    "MAX_CLIENT",
+    "MAX_POSITION",
+    "READ_CHUNK",
+    "Source",
+    "as_uuid",
+    "check_client",
+    "check_page",
+    "check_range",
+    "chunks",
+]
 
 Source = bytes | IO[bytes] | Iterable[bytes] | AsyncIterable[bytes]
 """What a CSV may be submitted as."""
@@ -18,6 +28,16 @@ READ_CHUNK = 256 * 1024
 MAX_POSITION = 2**31 - 1
 """The largest product position a page may reach (``start + limit``): positions are 32-bit
 integers in PostgreSQL and MariaDB."""
+
+
+MAX_CLIENT = 64
+"""The longest client id a request may belong to."""
+
+
+def check_client(client: str | None) -> None:
+    """Raise ValueError for a client id that is empty or longer than :data:`MAX_CLIENT`."""
+    if client is not None and not 1 <= len(client) <= MAX_CLIENT:
+        raise ValueError(f"a client id has 1 to {MAX_CLIENT} characters, not {len(client)}")
 
 
 def check_range(name: str, value: int, low: int, high: int) -> None:

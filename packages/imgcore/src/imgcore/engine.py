@@ -22,10 +22,12 @@ import sqlalchemy as sa
 
 from imgcore import _manage
 from imgcore._checks import (
+    MAX_CLIENT,
     MAX_POSITION,
     READ_CHUNK,
     Source,
     as_uuid,
+    check_client,
     check_page,
     check_range,
     chunks,
@@ -60,6 +62,7 @@ from imgcore.presets import Preset, load_presets, recorded_preset, resolve_prese
 from imgcore.states import RequestStatus
 
 __all__ = [
+    "MAX_CLIENT",
     "MAX_ID",
     "MAX_POSITION",
     "PROBE_PREFIX",
@@ -78,7 +81,6 @@ Row = tuple[int, int, int, str, Sequence[str], Sequence[str]]
 INSERT_BATCH = 2000
 # Uploads up to this size are spooled in memory, larger ones in a temporary file.
 SPOOL_IN_MEMORY = 8 * 1024 * 1024
-# Products per database read while the output CSV streams.
 # Pages up to this many products are short reads (see Database.read): a few milliseconds.
 SHORT_PAGE = 100
 MAX_ID = 2**63 - 1
@@ -264,6 +266,7 @@ class Engine:
         the problem arrives — and spooled; rows are inserted once the whole file is valid, so
         a slow upload never holds a database transaction (on SQLite, the write lock) open.
         """
+        check_client(client)
         chosen = resolve_preset(self.presets, preset)
         if webhook_url is not None:
             await self.validate_webhook_url(webhook_url)

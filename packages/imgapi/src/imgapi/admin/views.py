@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import secrets
@@ -22,7 +23,7 @@ from imgcore import (
     RequestStatus,
     StorageError,
 )
-from imgcore.engine import MAX_ID
+from imgcore.engine import MAX_CLIENT, MAX_ID
 from litestar import Request, Response, get, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency
@@ -192,7 +193,7 @@ async def requests_list(
     engine: NamedDependency[Engine],
     status: Annotated[str, QueryParameter(required=False)] = "",
     q: Annotated[str, QueryParameter(required=False, max_length=200)] = "",
-    client: Annotated[str, QueryParameter(required=False, max_length=64)] = "",
+    client: Annotated[str, QueryParameter(required=False, max_length=MAX_CLIENT)] = "",
     page: Annotated[int, QueryParameter(ge=1, le=MAX_PAGE)] = 1,
 ) -> Template:
     """Requests, newest first, filtered by status and client, searched by id or product name."""
@@ -331,6 +332,16 @@ async def retry(
 CSRF_FIELD = "csrf_token"
 
 
+def admin_client(username: str) -> str:
+    """The client an admin's uploads belong to: ``admin:<username>``, shortened (with a hash
+    of the whole name, so it stays unique) to the 64 characters a client id may have."""
+    client = f"admin:{username}"
+    if len(client) <= MAX_CLIENT:
+        return client
+    digest = hashlib.sha256(username.encode()).hexdigest()[:12]
+    return f"{client[: MAX_CLIENT - 13]}~{digest}"
+
+
 @get("/upload", name="admin:upload")
 async def upload_page(request: AnyRequest, engine: NamedDependency[Engine]) -> Template:
     """The upload form, for people who do not use the API."""
@@ -374,7 +385,7 @@ async def upload(
             webhook_url=webhook_url or None,
             filename=form.filename,
             preset=preset or None,
-            client=f"admin:{_username(request)}",
+            client=admin_client(_username(request)),
         )
     except (ImgcoreError, ProblemError) as exc:
         problem = from_imgcore(exc) if isinstance(exc, ImgcoreError) else exc
