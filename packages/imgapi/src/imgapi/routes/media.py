@@ -5,6 +5,7 @@ from __future__ import annotations
 import mimetypes
 import os
 import stat
+from pathlib import Path
 from typing import Annotated, Any
 
 import anyio
@@ -71,6 +72,16 @@ def _accepted(accept: str | None) -> set[str]:
     return taken
 
 
+async def _stat(engine: Engine, key: str) -> tuple[Path, os.stat_result]:
+    try:
+        path = engine.media_path(key)
+        if path is None:
+            raise _not_found()
+        return path, await anyio.to_thread.run_sync(os.stat, path)
+    except (StorageError, OSError, ValueError):
+        raise _not_found() from None
+
+
 def _not_found() -> ProblemError:
     return ProblemError(404, "no stored file has this name", reason="not_found")
 
@@ -123,18 +134,15 @@ async def media(
     """Serve one stored file (or the same picture in a better format the client accepts)."""
     key = key.lstrip("/")
     headers = {"Cache-Control": CACHE_CONTROL, "X-Content-Type-Options": "nosniff"}
+    # The file asked for first: a key that names nothing costs no database read.
+    path, info = await _stat(engine, key)
     alternatives = await engine.alternatives(key)
     if len(alternatives) > 1:
         # The answer depends on Accept: caches must keep one per Accept value.
         headers["Vary"] = "Accept"
-        key = best_for(alternatives, accept)
-    try:
-        path = engine.media_path(key)
-        if path is None:
-            raise _not_found()
-        info = await anyio.to_thread.run_sync(os.stat, path)
-    except (StorageError, OSError, ValueError):
-        raise _not_found() from None
+        best = best_for(alternatives, accept)
+        if best != key:
+            path, info = await _stat(engine, best)
     media_type = _TYPES.get(path.suffix.lower()) or mimetypes.guess_type(path.name)[0] or ""
     if not stat.S_ISREG(info.st_mode) or not media_type.startswith("image/"):
         raise _not_found()  # only images are stored here: serve nothing else
