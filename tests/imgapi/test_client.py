@@ -54,6 +54,21 @@ def test_upload_a_file_wait_and_stream_the_output(
     assert "/media/" in output
 
 
+def test_presets_are_listed_and_an_upload_chooses_one(api: Client, origin: OriginServer) -> None:
+    presets = {preset.name: preset for preset in api.presets()}
+    assert [v.name for v in presets["catalog"].variants] == ["large", "medium", "thumb"]
+    accepted = api.upload_rows([("Mug", photo_urls(origin, 1, "preset"))], preset="catalog")
+    final = api.wait(accepted.request_id, timeout=60)
+    assert (final.status, final.preset) == ("Completed", "catalog")
+    listed = {r.request_id: r for r in api.requests(limit=5)}
+    assert listed[accepted.request_id].preset == "catalog"
+
+
+def test_an_unknown_preset_is_an_invalid_request(api: Client, origin: OriginServer) -> None:
+    with pytest.raises(InvalidRequest):
+        api.upload_rows([("Mug", photo_urls(origin, 1, "unknown"))], preset="huge")
+
+
 def test_upload_rows_list_retry_and_delete(api: Client, origin: OriginServer) -> None:
     accepted = api.upload_rows([("Mug", photo_urls(origin, 1, "rows"))])
     api.wait(accepted.request_id, timeout=60)

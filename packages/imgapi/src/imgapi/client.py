@@ -39,6 +39,7 @@ __all__ = [
     "Conflict",
     "InvalidRequest",
     "NotFound",
+    "PresetSpec",
     "Progress",
     "RequestPage",
     "RequestSummary",
@@ -46,6 +47,7 @@ __all__ = [
     "Status",
     "TooManyImages",
     "Unauthorized",
+    "VariantSpec",
     "csv_of_rows",
 ]
 
@@ -79,6 +81,7 @@ class Status(msgspec.Struct, frozen=True):
     finished_at: datetime | None
     output_csv_url: str
     filename: str | None = None
+    preset: str = "default"
 
     @property
     def ended(self) -> bool:
@@ -102,6 +105,31 @@ class RequestSummary(msgspec.Struct, frozen=True):
     finished_at: datetime | None
     status_url: str
     output_csv_url: str
+    preset: str = "default"
+
+
+class VariantSpec(msgspec.Struct, frozen=True):
+    """One variant of a preset: what each image is written as."""
+
+    name: str
+    fit: str
+    width: int | None
+    height: int | None
+    format: str
+    quality: int
+    trim: bool
+    background: str
+
+
+class PresetSpec(msgspec.Struct, frozen=True):
+    """A preset of ``GET /presets``: its name and variants (the first is ``output_url``)."""
+
+    name: str
+    variants: list[VariantSpec]
+
+
+class _Presets(msgspec.Struct, frozen=True):
+    presets: list[PresetSpec]
 
 
 class RequestPage(msgspec.Struct, frozen=True):
@@ -224,6 +252,11 @@ def csv_of_rows(rows: Iterable[tuple[str, Sequence[str]]]) -> bytes:
     return out.getvalue().encode()
 
 
+def _fields(webhook_url: str | None, preset: str | None) -> dict[str, str] | None:
+    fields = {"webhook_url": webhook_url, "preset": preset}
+    return {name: value for name, value in fields.items() if value} or None
+
+
 def _file_of(source: Upload, filename: str | None) -> tuple[str, Any, str]:
     if isinstance(source, str | Path):
         path = Path(source)
@@ -294,18 +327,34 @@ class Client(_Base):
         self.http.close()
 
     def upload(
-        self, source: Upload, *, filename: str | None = None, webhook_url: str | None = None
+        self,
+        source: Upload,
+        *,
+        filename: str | None = None,
+        webhook_url: str | None = None,
+        preset: str | None = None,
     ) -> Accepted:
-        """Upload a CSV (a path, bytes or a binary file)."""
-        data = {"webhook_url": webhook_url} if webhook_url else None
+        """Upload a CSV (a path, bytes or a binary file); ``preset`` names one of
+        :meth:`presets` (None: ``default``)."""
+        data = _fields(webhook_url, preset)
         response = self.http.post("/upload", files={"file": _file_of(source, filename)}, data=data)
         return _decode(response, Accepted)
 
     def upload_rows(
-        self, rows: Iterable[tuple[str, Sequence[str]]], *, webhook_url: str | None = None
+        self,
+        rows: Iterable[tuple[str, Sequence[str]]],
+        *,
+        webhook_url: str | None = None,
+        preset: str | None = None,
     ) -> Accepted:
         """Upload ``(product name, image URLs)`` rows as a CSV."""
-        return self.upload(csv_of_rows(rows), filename="rows.csv", webhook_url=webhook_url)
+        return self.upload(
+            csv_of_rows(rows), filename="rows.csv", webhook_url=webhook_url, preset=preset
+        )
+
+    def presets(self) -> list[PresetSpec]:
+        """The presets an upload may choose, with their variants (``GET /presets``)."""
+        return _decode(self.http.get("/presets"), _Presets).presets
 
     def status(self, request_id: UUID | str) -> Status:
         """The request's status and counts."""
@@ -403,20 +452,36 @@ class AsyncClient(_Base):
         await self.http.aclose()
 
     async def upload(
-        self, source: Upload, *, filename: str | None = None, webhook_url: str | None = None
+        self,
+        source: Upload,
+        *,
+        filename: str | None = None,
+        webhook_url: str | None = None,
+        preset: str | None = None,
     ) -> Accepted:
-        """Upload a CSV (a path, bytes or a binary file)."""
-        data = {"webhook_url": webhook_url} if webhook_url else None
+        """Upload a CSV (a path, bytes or a binary file); ``preset`` names one of
+        :meth:`presets` (None: ``default``)."""
+        data = _fields(webhook_url, preset)
         response = await self.http.post(
             "/upload", files={"file": _file_of(source, filename)}, data=data
         )
         return _decode(response, Accepted)
 
     async def upload_rows(
-        self, rows: Iterable[tuple[str, Sequence[str]]], *, webhook_url: str | None = None
+        self,
+        rows: Iterable[tuple[str, Sequence[str]]],
+        *,
+        webhook_url: str | None = None,
+        preset: str | None = None,
     ) -> Accepted:
         """Upload ``(product name, image URLs)`` rows as a CSV."""
-        return await self.upload(csv_of_rows(rows), filename="rows.csv", webhook_url=webhook_url)
+        return await self.upload(
+            csv_of_rows(rows), filename="rows.csv", webhook_url=webhook_url, preset=preset
+        )
+
+    async def presets(self) -> list[PresetSpec]:
+        """The presets an upload may choose, with their variants (``GET /presets``)."""
+        return _decode(await self.http.get("/presets"), _Presets).presets
 
     async def status(self, request_id: UUID | str) -> Status:
         """The request's status and counts."""

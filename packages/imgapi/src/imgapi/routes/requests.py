@@ -44,6 +44,7 @@ class RequestOut(msgspec.Struct, frozen=True, kw_only=True):
     request_id: UUID
     status: str
     filename: str | None
+    preset: str
     total: int
     done: int
     failed: int
@@ -87,6 +88,7 @@ def _request_out(info: RequestInfo, base: str) -> RequestOut:
         request_id=info.request_id,
         status=info.status.value,
         filename=info.filename,
+        preset=info.preset,
         total=info.total,
         done=info.done,
         failed=info.failed,
