@@ -187,3 +187,12 @@ async def test_an_upload_without_the_csrf_token_is_refused(
     )
     assert response.status_code == 403
     assert (await engine_of(admin).list_requests())[1] == 0
+
+
+def test_an_admins_client_id_fits_64_characters_and_stays_unique() -> None:
+    from imgapi.admin.views import admin_client
+
+    assert admin_client("ana") == "admin:ana"
+    long_a, long_b = admin_client("a" * 150), admin_client("a" * 149 + "b")
+    assert len(long_a) == len(long_b) == 64
+    assert long_a != long_b

@@ -414,3 +414,20 @@ async def test_an_upload_that_turns_bad_late_stores_nothing(engine: Engine) -> N
         await engine.submit_csv(data)
     assert [(i.row, i.reason) for i in caught.value.issues] == [(5002, "empty_name")]
     assert await engine.list_requests() == ([], 0)
+
+
+@pytest.mark.parametrize("client", ["", "x" * 65])
+async def test_a_client_id_outside_1_to_64_characters_is_refused(
+    tmp_path: Path, client: str
+) -> None:
+    async with Engine(_config_for_client_test(tmp_path)) as engine:
+        with pytest.raises(ValueError, match="client id"):
+            await engine.submit_csv(b"S. No.,Product Name,Input Image Urls\n", client=client)
+        assert (await engine.list_requests())[1] == 0
+
+
+def _config_for_client_test(tmp_path: Path) -> Config:
+    return Config(
+        database_url=f"sqlite+aiosqlite:///{tmp_path}/imgcore.sqlite3",
+        storage_url=f"file://{tmp_path}/media",
+    )

@@ -200,6 +200,23 @@ async def test_deleting_a_request_removes_every_variant(
         assert stored_keys(engine.storage) == []
 
 
+async def test_deleting_a_request_removes_what_a_failed_images_late_attempt_stored(
+    tmp_path: Path, origin: OriginServer
+) -> None:
+    async with Engine(config_for(tmp_path)) as engine:
+        request_id = await engine.submit_csv(make_csv([[origin.url("/status/404")]]), preset="shop")
+        await run_until_done(engine, request_id)
+        (product,) = await engine.products(request_id)
+        (image,) = product.images
+        assert image.status is ImageStatus.FAILED
+        # As an attempt still running on a lost lease when its image was cancelled leaves it.
+        late = f"requests/{request_id}/{image.id}.jpg"
+        await engine.storage.put(late, b"\xff\xd8\xff late", content_type="image/jpeg")
+        assert stored_keys(engine.storage) == [late]
+        assert await engine.delete_request(request_id)
+        assert stored_keys(engine.storage) == []
+
+
 async def test_default_writes_one_variant_at_the_images_key(
     tmp_path: Path, origin: OriginServer
 ) -> None:
