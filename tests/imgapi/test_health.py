@@ -67,7 +67,7 @@ async def test_every_response_carries_a_request_id(client: Client) -> None:
 async def test_the_openapi_document_describes_problems_on_every_error(client: Client) -> None:
     schema = (await client.get("/schema/openapi.json")).json()
     upload = schema["paths"]["/upload"]["post"]
-    assert set(upload["responses"]) == {"202", "400", "401", "413", "415"}
+    assert set(upload["responses"]) == {"202", "400", "401", "413", "415", "429"}
     assert "multipart/form-data" in upload["requestBody"]["content"]
     for path, operations in schema["paths"].items():
         for operation in operations.values():
