@@ -96,7 +96,7 @@ async def _changed(watch: Watch, *, seen: int) -> bool:
     guards=[require_api_key],
     security=SECURITY,
     media_type="text/event-stream",
-    responses=problem_responses(401, 404),
+    responses=problem_responses(400, 401, 404),
     summary="A request's progress as Server-Sent Events",
     description=(
         "`progress` events (data: request_id, status, total, done, failed, pending, error) as "

@@ -249,7 +249,7 @@ async def list_requests(
     status_code=202,
     guards=[require_api_key],
     security=SECURITY,
-    responses=problem_responses(401, 404, 409),
+    responses=problem_responses(400, 401, 404, 409),
     summary="Queue a request's failed images again",
     description=(
         "For a request that has ended (Completed or Failed): its failed images go back to "
@@ -278,7 +278,7 @@ async def retry_request(
     status_code=202,
     guards=[require_api_key],
     security=SECURITY,
-    responses=problem_responses(401, 404, 409),
+    responses=problem_responses(400, 401, 404, 409),
     summary="Cancel a running request",
     description=(
         "Its pending images are cancelled; images being processed finish. The request then "
@@ -308,7 +308,7 @@ async def cancel_request(
     status_code=204,
     guards=[require_api_key],
     security=SECURITY,
-    responses=problem_responses(401, 404, 409),
+    responses=problem_responses(400, 401, 404, 409),
     summary="Delete a request, its rows and its stored images",
     description="204; the request then answers 404. 409 while it runs (cancel it first).",
     tags=["requests"],
