@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
+import anyio.to_thread
 import msgspec
 import pluggy
 import sqlalchemy as sa
@@ -136,6 +137,8 @@ class Pipeline:
                 }
             )
         first = outputs[0]
+        # Off the event loop: hashing a large photo takes a millisecond or more.
+        content_hash = await anyio.to_thread.run_sync(_sha256, fetched.data)
         result = ImageResult(
             status=ImageStatus.DONE,
             storage_key=preset.key(claim.request_id, claim.id, 0),
@@ -148,7 +151,7 @@ class Pipeline:
             input_format=first.input_format,
             output_format=first.format,
             variants=variants,
-            content_hash=hashlib.sha256(fetched.data).hexdigest(),
+            content_hash=content_hash,
         )
         await self._finish(claim, result, started)
 
@@ -296,3 +299,7 @@ class Pipeline:
                     await result
             except Exception:
                 log.exception("imgcore_image_ended hook of %s failed", impl.plugin_name)
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
