@@ -57,21 +57,12 @@ _EXACT_JPEG: Final[dict[str, Any]] = {
 }
 # AVIF at libaom speed 8, as the Pillow codec writes it (libvips's effort is 9 - speed).
 _AVIF: Final[dict[str, Any]] = {"compression": "av1", "effort": 1}
-# Visual quality: mozjpeg's own table and Huffman optimisation (fewer bytes for libjpeg's
-# look than libjpeg-turbo), without trellis quantisation (a few % fewer bytes for many times
-# the encode time), at the setting measured to give libjpeg's look at a quality
-# (benchmarks/bench_quality.py; docs/codecs.md has the table). WebP and AVIF run the
-# libraries Pillow's encoders run, at the same calibration.
-_VISUAL_JPEG: Final[dict[str, Any]] = {
-    "quant_table": 3,
-    "trellis_quant": False,
-    "overshoot_deringing": False,
-    "optimize_scans": False,
-    "optimize_coding": True,
-    "subsample_mode": "auto",
-}
+# Visual quality: the setting at which each encoder gives libjpeg's look at a quality
+# (benchmarks/bench_quality.py; docs/codecs.md has the table). JPEG keeps libjpeg-turbo's
+# behaviour, the look itself: mozjpeg's table 3 with optimised Huffman tables saves 3.4 % of
+# the bytes at quality 50 but halved the end-to-end throughput (docs/performance.md).
 VISUAL_CALIBRATION: Final[dict[str, dict[int, int]]] = {
-    "JPEG": {30: 33, 50: 55, 80: 79},
+    "JPEG": {50: 50},
     "WEBP": {30: 42, 50: 72, 80: 88},
     "AVIF": {30: 39, 50: 50, 80: 68},
 }
@@ -361,12 +352,13 @@ def _encode(image: pyvips.Image, icc: bytes | None, options: CompressOptions) ->
     )
     buffer: bytes
     if options.format == "JPEG":
-        jpeg = (
-            {**_EXACT_JPEG, "optimize_coding": options.optimize}
-            if exact
-            else {**_VISUAL_JPEG, "optimize_coding": True}
+        buffer = image.jpegsave_buffer(
+            Q=quality,
+            keep=keep,
+            interlace=options.progressive,
+            optimize_coding=options.optimize,
+            **_EXACT_JPEG,
         )
-        buffer = image.jpegsave_buffer(Q=quality, keep=keep, interlace=options.progressive, **jpeg)
     elif options.format == "WEBP":
         buffer = image.webpsave_buffer(Q=quality, keep=keep)
     else:
