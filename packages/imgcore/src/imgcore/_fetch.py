@@ -206,10 +206,20 @@ class Fetcher:
         self.options = options or FetchOptions()
         self._allow = AllowList.parse(self.options.allow)
         self._http: httpx.AsyncBaseTransport | None = None
-        self._headers = {
-            "User-Agent": self.options.user_agent,
-            "Accept": "image/avif,image/webp,image/*,*/*;q=0.8",
-            "Accept-Encoding": "identity",
+        # Built once: every request of a download carries the same headers and timeouts.
+        self._headers = httpx.Headers(
+            {
+                "User-Agent": self.options.user_agent,
+                "Accept": "image/avif,image/webp,image/*,*/*;q=0.8",
+                "Accept-Encoding": "identity",
+            }
+        )
+        opts = self.options
+        self._timeouts = {
+            "connect": opts.connect_timeout,
+            "read": opts.read_timeout,
+            "write": opts.read_timeout,
+            "pool": opts.connect_timeout,
         }
         self._overall = anyio.Semaphore(self.options.concurrency)
         self._hosts: dict[str, _HostSlots] = {}
@@ -225,19 +235,8 @@ class Fetcher:
         return self._http
 
     def _request(self, url: URL) -> httpx.Request:
-        opts = self.options
         return httpx.Request(
-            "GET",
-            str(url),
-            headers=self._headers,
-            extensions={
-                "timeout": {
-                    "connect": opts.connect_timeout,
-                    "read": opts.read_timeout,
-                    "write": opts.read_timeout,
-                    "pool": opts.connect_timeout,
-                }
-            },
+            "GET", str(url), headers=self._headers, extensions={"timeout": self._timeouts}
         )
 
     async def __aenter__(self) -> Fetcher:
@@ -424,7 +423,9 @@ class Fetcher:
         parts: list[bytes] = []
         size = 0
         try:
-            async for raw in response.aiter_raw():
+            stream = response.stream
+            assert isinstance(stream, httpx.AsyncByteStream)  # an async transport's
+            async for raw in stream:
                 chunk = raw if decoder is None else _inflate(decoder, raw, limit - size, text)
                 size += len(chunk)
                 if size > limit:
