@@ -15,7 +15,6 @@ from PIL import Image, ImageChops, ImageCms, ImageColor, JpegImagePlugin
 
 from imgcore.contracts import (
     ALLOWED_FORMATS,
-    OUTPUT_FORMATS,
     CompressedImage,
     CompressOptions,
     OutputFormat,
@@ -228,29 +227,21 @@ def _variants_open(
             ),
         )
         out = _cut(base, full, variant)
-        params = _encoder_params(
-            CompressOptions(
-                format=variant.format,
-                optimize=options.optimize,
-                progressive=options.progressive,
-            )
+        encode = CompressOptions(
+            format=variant.format, optimize=options.optimize, progressive=options.progressive
         )
+        params = _encoder_params(encode)
         quality = _quality(variant.format, variant.quality, options)
         encoded = _encode(out, base_icc, variant.format, quality, params)
-        media_type, extension = OUTPUT_FORMATS[variant.format]
         results.append(
-            CompressedImage(
-                data=encoded,
-                format=variant.format,
-                media_type=media_type,
-                extension=extension,
-                width=out.width,
-                height=out.height,
-                input_format=source_format,
-                input_width=width,
-                input_height=height,
-                input_bytes=len(data),
-                output_bytes=len(encoded),
+            compressed_image(
+                data,
+                encoded,
+                options=encode,
+                source_format=source_format,
+                source_size=(width, height),
+                size=out.size,
+                keep_candidate=False,
             )
         )
     return results

@@ -17,7 +17,6 @@ from typing import Any, Final
 import msgspec
 import pyvips
 from imgcore.plugin import (
-    OUTPUT_FORMATS,
     CompressedImage,
     CompressOptions,
     CorruptImageError,
@@ -165,20 +164,15 @@ def _variants(
             raise ImageError(f"cannot encode {out.width}x{out.height} as {variant.format}")
         icc = _icc_profile(out)
         encoded = _encode(out, icc, encode)
-        media_type, extension = OUTPUT_FORMATS[variant.format]
         results.append(
-            CompressedImage(
-                data=encoded,
-                format=variant.format,
-                media_type=media_type,
-                extension=extension,
-                width=out.width,
-                height=out.height,
-                input_format=source_format,
-                input_width=width,
-                input_height=height,
-                input_bytes=len(data),
-                output_bytes=len(encoded),
+            compressed_image(
+                data,
+                encoded,
+                options=encode,
+                source_format=source_format,
+                source_size=(width, height),
+                size=(out.width, out.height),
+                keep_candidate=False,
             )
         )
     return results
