@@ -6,7 +6,10 @@
 
 Routes (``<rel>`` is a path inside the corpus; ``?type=`` overrides the Content-Type):
 
-- ``/corpus/<rel>``                     the file
+- ``/corpus/<rel>``                     the file (no validators: never 304)
+- ``/versioned/<rel>``                  the file with a strong ETag and a Last-Modified;
+                                        304 to a matching If-None-Match (or, without one,
+                                        If-Modified-Since); ``bump(rel)`` changes its bytes
 - ``/status/<code>[?retry_after=S]``    that status with a short text body
 - ``/flaky/<key>/<n>/<rel>[?status=500&retry_after=S]``
                                         the first n hits of <key> answer status, then the file
@@ -25,12 +28,14 @@ Routes (``<rel>`` is a path inside the corpus; ``?type=`` overrides the Content-
 
 Every request counts a hit for its path; ``completed(path)`` counts bodies written in
 full, ``connections`` counts accepted TCP connections and ``max_in_flight`` the most
-requests handled at once. ``route(path, handler)`` adds a custom route.
+requests handled at once; ``not_modified(path)`` counts 304s and ``body_bytes(path)`` the
+body bytes sent. ``route(path, handler)`` adds a custom route.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import ipaddress
 import mimetypes
 import os
@@ -43,6 +48,8 @@ import time
 import zlib
 from collections import Counter, defaultdict
 from collections.abc import Callable
+from datetime import UTC, datetime
+from email.utils import format_datetime, parsedate_to_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
@@ -93,7 +100,7 @@ class OriginHandler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)
-        self.origin._completed(self.route_path)
+        self.origin._completed(self.route_path, status, 0 if self.command == "HEAD" else len(body))
 
     def send_chunk(self, data: bytes) -> None:
         """Write one chunk of a ``Transfer-Encoding: chunked`` body."""
@@ -206,6 +213,9 @@ class OriginServer:
             self._max_in_flight = 0
             self._connections = 0
             self._routes = {}
+            self._not_modified: Counter[str] = Counter()
+            self._body_bytes: Counter[str] = Counter()
+            self._bumps: Counter[str] = Counter()
 
     def hits(self, path: str) -> int:
         """Requests received for ``path``; with a ``?query`` only those with that exact query."""
@@ -221,6 +231,34 @@ class OriginServer:
         """Responses to ``path`` whose body was written in full."""
         with self._lock:
             return self._done[path]
+
+    def not_modified(self, path: str) -> int:
+        """304 answers sent for ``path``."""
+        with self._lock:
+            return self._not_modified[path]
+
+    def total_not_modified(self) -> int:
+        """304 answers sent, all paths together."""
+        with self._lock:
+            return sum(self._not_modified.values())
+
+    def body_bytes(self, path: str) -> int:
+        """Body bytes sent in full responses to ``path``."""
+        with self._lock:
+            return self._body_bytes[path]
+
+    def total_body_bytes(self) -> int:
+        """Body bytes sent in full responses, all paths together."""
+        with self._lock:
+            return sum(self._body_bytes.values())
+
+    def bump(self, rel: str) -> None:
+        """From now on ``/versioned/<rel>`` (a JPEG) serves other bytes of the same picture
+        (one more comment segment), a new ETag and a Last-Modified a second later."""
+        if not (self.corpus / rel).read_bytes().startswith(b"\xff\xd8"):
+            raise ValueError(f"only JPEGs can be bumped, not {rel}")
+        with self._lock:
+            self._bumps[rel] += 1
 
     def hit_times(self, path: str) -> list[float]:
         """``time.monotonic()`` of each request for ``path``."""
@@ -261,9 +299,12 @@ class OriginServer:
             if generation == self._generation:
                 self._in_flight -= 1
 
-    def _completed(self, path: str) -> None:
+    def _completed(self, path: str, status: int = 200, size: int = 0) -> None:
         with self._lock:
             self._done[path] += 1
+            self._body_bytes[path] += size
+            if status == 304:
+                self._not_modified[path] += 1
 
     def _connected(self) -> None:
         with self._lock:
@@ -293,6 +334,29 @@ class OriginServer:
 
     def _route_corpus(self, req: OriginHandler, rest: str) -> None:
         self.send_file(req, rest)
+
+    def _route_versioned(self, req: OriginHandler, rest: str) -> None:
+        file = (self.corpus / rest).resolve()
+        if not file.is_relative_to(self.corpus.resolve()) or not file.is_file():
+            req.reply(404, b"no such file")
+            return
+        with self._lock:
+            bumps = self._bumps[rest]
+        body = file.read_bytes()
+        if bumps:
+            comment = f"bump {bumps}".encode()
+            body = body[:2] + b"\xff\xfe" + struct.pack(">H", len(comment) + 2) + comment + body[2:]
+        etag = '"' + hashlib.sha256(body).hexdigest()[:16] + '"'
+        modified = _EPOCH + bumps
+        validators = {
+            "ETag": etag,
+            "Last-Modified": format_datetime(datetime.fromtimestamp(modified, UTC), usegmt=True),
+        }
+        if _not_modified(req, etag, modified):
+            req.reply(304, b"", headers=validators)
+            return
+        guessed = mimetypes.guess_type(file.name)[0] or "application/octet-stream"
+        req.reply(200, body, guessed, headers=validators)
 
     def _route_status(self, req: OriginHandler, rest: str) -> None:
         headers = {"Retry-After": req.query["retry_after"]} if "retry_after" in req.query else {}
@@ -398,6 +462,26 @@ class OriginServer:
         req.send_chunk(b"\xff\xd8\xff\xe0")
         while not self._stopping.is_set():
             req.send_chunk(block)  # ConnectionError once the client hangs up
+
+
+# Last-Modified of every /versioned/ file before any bump (2026-01-01, whole seconds).
+_EPOCH = 1_767_225_600
+
+
+def _not_modified(req: OriginHandler, etag: str, modified: int) -> bool:
+    """Whether the request's conditional headers match (RFC 9110: If-None-Match, weak
+    comparison, wins over If-Modified-Since)."""
+    if_none_match = req.headers.get("If-None-Match")
+    if if_none_match is not None:
+        tags = {tag.strip().removeprefix("W/") for tag in if_none_match.split(",")}
+        return "*" in tags or etag in tags
+    since = req.headers.get("If-Modified-Since")
+    if since is None:
+        return False
+    try:
+        return parsedate_to_datetime(since).timestamp() >= modified
+    except (TypeError, ValueError):
+        return False
 
 
 @functools.cache

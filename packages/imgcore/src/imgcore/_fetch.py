@@ -36,6 +36,7 @@ __all__ = [
     "FetchOptions",
     "FetchedImage",
     "Fetcher",
+    "Validators",
     "parse_retry_after",
 ]
 
@@ -108,6 +109,26 @@ class FetchedImage(msgspec.Struct, frozen=True, kw_only=True):
     """Attempts made, the successful one included."""
     elapsed: float
     """Seconds from the call to the result, retries and backoff included."""
+    etag: str | None = None
+    """The final response's ``ETag``, as sent."""
+    last_modified: str | None = None
+    """The final response's ``Last-Modified``, as sent."""
+
+
+class Validators(msgspec.Struct, frozen=True, kw_only=True):
+    """What an origin sent to identify a body (see :meth:`Fetcher.fetch_changed`)."""
+
+    etag: str | None = None
+    last_modified: str | None = None
+
+    def headers(self) -> dict[str, str]:
+        """The conditional request headers these validators make."""
+        headers = {}
+        if self.etag:
+            headers["If-None-Match"] = self.etag
+        if self.last_modified:
+            headers["If-Modified-Since"] = self.last_modified
+        return headers
 
 
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
@@ -138,6 +159,12 @@ class _Body:
     data: bytes
     content_type: str | None
     status: int
+    etag: str | None
+    last_modified: str | None
+
+
+_NOT_MODIFIED = object()
+"""What an attempt answered with 304 to a conditional GET returns."""
 
 
 def _too_large(url: str, limit: int) -> FetchError:
@@ -234,9 +261,9 @@ class Fetcher:
             )
         return self._http
 
-    def _request(self, url: URL) -> httpx.Request:
+    def _request(self, url: URL, headers: httpx.Headers) -> httpx.Request:
         return httpx.Request(
-            "GET", str(url), headers=self._headers, extensions={"timeout": self._timeouts}
+            "GET", str(url), headers=headers, extensions={"timeout": self._timeouts}
         )
 
     async def __aenter__(self) -> Fetcher:
@@ -263,22 +290,45 @@ class Fetcher:
         each attempt, the backoff between them: past it, or when a retry could not start
         before it, the download fails with reason ``deadline_exceeded``.
         """
+        fetched = await self._fetch_within(url, deadline, self._headers)
+        assert fetched is not None  # only a conditional GET is answered Not Modified
+        return fetched
+
+    async def fetch_changed(
+        self, url: str, validators: Validators, *, deadline: float | None = None
+    ) -> FetchedImage | None:
+        """As :meth:`fetch`, but a conditional GET: None when the origin answers
+        ``304 Not Modified`` to ``validators`` (``If-None-Match``, ``If-Modified-Since``,
+        sent on every redirect hop), so the body it would send is the one they describe."""
+        conditional = validators.headers()
+        if not conditional:
+            return await self.fetch(url, deadline=deadline)
+        headers = self._headers.copy()
+        headers.update(conditional)
+        return await self._fetch_within(url, deadline, headers)
+
+    async def _fetch_within(
+        self, url: str, deadline: float | None, headers: httpx.Headers
+    ) -> FetchedImage | None:
         if deadline is None:
-            return await self._fetch(url, None, [])
+            return await self._fetch(url, None, [], headers)
         errors: list[FetchError] = []
         with anyio.move_on_after(deadline - time.monotonic()):
-            return await self._fetch(url, deadline, errors)
+            return await self._fetch(url, deadline, errors, headers)
         raise _deadline_error(url, errors, in_flight=True)
 
     async def _fetch(
-        self, url: str, deadline: float | None, errors: list[FetchError]
-    ) -> FetchedImage:
+        self, url: str, deadline: float | None, errors: list[FetchError], headers: httpx.Headers
+    ) -> FetchedImage | None:
         started = time.monotonic()
         attempt = 0
         while True:
             attempt += 1
             try:
-                body = await self._attempt(url)  # checks each hop's URL before connecting
+                # Checks each hop's URL before connecting.
+                body = await self._attempt(url, headers)
+                if body is None:
+                    return None
                 image_format = _image_format(body)
             except FetchError as exc:
                 exc.url = url
@@ -301,6 +351,8 @@ class Fetcher:
                 status=body.status,
                 attempts=attempt,
                 elapsed=time.monotonic() - started,
+                etag=body.etag,
+                last_modified=body.last_modified,
             )
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
@@ -310,7 +362,7 @@ class Fetcher:
         ceiling = min(opts.backoff_max, opts.backoff_base * 2.0 ** min(attempt - 1, 60))
         return random.uniform(0.0, ceiling)
 
-    async def _attempt(self, url: str) -> _Body:
+    async def _attempt(self, url: str, headers: httpx.Headers) -> _Body | None:
         budget = self.options.total_timeout
         current = url
         for _ in range(self.options.max_redirects + 1):
@@ -319,7 +371,7 @@ class Fetcher:
                 hop_started = time.monotonic()
                 try:
                     with anyio.fail_after(budget):
-                        outcome = await self._get(target)
+                        outcome = await self._get(target, headers)
                 except TimeoutError:
                     raise FetchError(
                         f"no complete answer within {self.options.total_timeout} s: {current}",
@@ -327,8 +379,11 @@ class Fetcher:
                         transient=True,
                     ) from None
                 budget -= time.monotonic() - hop_started
+            if outcome is _NOT_MODIFIED:
+                return None
             if isinstance(outcome, _Body):
                 return outcome
+            assert isinstance(outcome, str)
             current = outcome
         raise FetchError(
             f"more than {self.options.max_redirects} redirects: {url}",
@@ -350,15 +405,18 @@ class Fetcher:
             if slots.users == 0:
                 del self._hosts[host]
 
-    async def _get(self, url: URL) -> _Body | str:
-        """One GET: the body, or the URL a redirect points to."""
+    async def _get(self, url: URL, headers: httpx.Headers) -> _Body | str | object:
+        """One GET: the body, the URL a redirect points to, or :data:`_NOT_MODIFIED`."""
         opts = self.options
         try:
-            response = await self._transport().handle_async_request(self._request(url))
+            request = self._request(url, headers)
+            response = await self._transport().handle_async_request(request)
             try:
                 location = response.headers.get("location")
                 if response.status_code in _REDIRECTS and location:
                     return self._redirect_target(url, location)
+                if response.status_code == 304 and headers is not self._headers:
+                    return _NOT_MODIFIED  # only a conditional GET may be answered so
                 if not 200 <= response.status_code < 300:
                     raise _status_error(response, url)
                 return _Body(
@@ -366,6 +424,8 @@ class Fetcher:
                     data=await self._read_body(response, url),
                     content_type=response.headers.get("content-type"),
                     status=response.status_code,
+                    etag=response.headers.get("etag"),
+                    last_modified=response.headers.get("last-modified"),
                 )
             finally:
                 await response.aclose()
