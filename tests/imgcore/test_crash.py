@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -210,3 +212,75 @@ async def unrecorded(engine: Engine, request_id: object, media: Path) -> list[st
 
     recorded = {v["key"] for variants in await engine.database.read(read) for v in variants or ()}
     return sorted(stored - recorded)
+
+
+async def test_a_worker_killed_mid_reimport_ends_each_image_once_with_nothing_orphaned(
+    tmp_path: Path, origin: OriginServer
+) -> None:
+    env = {
+        **os.environ,
+        "IMGCORE_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/imgcore.sqlite3",
+        "IMGCORE_STORAGE_URL": f"file://{tmp_path}/media",
+        "IMGCORE_FETCH_ALLOW": "127.0.0.1/32",
+        "IMGCORE_LEASE_SECONDS": "1.5",
+        "IMGCORE_POLL_INTERVAL": "0.1",
+        "IMGCORE_FETCH_CONCURRENCY": "4",
+    }
+    config = Config.from_env(env)
+    n = 36
+    # Without validators and slow: each reuse downloads first (same_content), so the kills
+    # land mid-re-import; every third source changes between the imports.
+    urls = [origin.url(f"/slow/0.1/img/{PHOTOS[i % 4]}?again={i}") for i in range(n)]
+    csv = "S. No.,Product Name,Input Image Urls\n" + "".join(
+        f'{k + 1},P{k + 1},"{url}"\n' for k, url in enumerate(urls)
+    )
+    log = tmp_path / "worker.log"
+    async with Engine(config) as engine:
+        first = await engine.submit_csv(csv.encode())
+        async with engine.running():
+            with anyio.fail_after(120):
+                await engine.wait(first, interval=0.1)
+
+        def changed(req: Any, photo: str) -> None:
+            time.sleep(0.1)
+            i = int(req.query["again"])
+            origin.send_file(req, f"img/{PHOTOS[(i + 1) % 4] if i % 3 == 0 else photo}")
+
+        for photo in PHOTOS:
+            origin.route(f"/slow/0.1/img/{photo}", functools.partial(changed, photo=photo))
+        second = await engine.submit_csv(csv.encode())
+        for threshold in (8, 20):
+            worker = start_worker(env, log)
+            try:
+                with anyio.fail_after(120):
+                    while (await counts(engine, second))[1] < threshold:
+                        await anyio.sleep(0.02)
+            finally:
+                children = psutil.Process(worker.pid).children(recursive=True)
+                worker.send_signal(signal.SIGKILL)
+                worker.wait()
+            psutil.wait_procs(children, timeout=10)
+        assert (await counts(engine, second))[1] < n, "the kills came too late to matter"
+        worker = start_worker(env, log)
+        try:
+            with anyio.fail_after(120):
+                info = await engine.wait(second, interval=0.1)
+        finally:
+            worker.send_signal(signal.SIGTERM)
+            worker.wait(timeout=30)
+
+        assert info.status is RequestStatus.COMPLETED, log.read_text()[-2000:]
+        _, done_counter, failed_counter, done_rows, failed_rows = await counts(engine, second)
+        assert (done_counter, failed_counter) == (done_rows, failed_rows) == (n, 0)
+        shown = [
+            image
+            for request_id in (first, second)
+            for p in await engine.products(request_id, limit=n)
+            for image in p.images
+        ]
+        again = shown[n:]
+        assert sum(image.reused is not None for image in again) == info.reused
+        assert [image.reused is None for image in again] == [i % 3 == 0 for i in range(n)]
+        recorded = sorted({image.storage_key for image in shown if image.storage_key})
+        assert len(recorded) == n + n // 3
+        assert stored_keys(engine.storage) == recorded, "each output stored once, no orphans"

@@ -90,3 +90,34 @@ async def test_a_preset_is_recorded_and_its_variants_listed_on_a_server_database
         )
         assert await engine.delete_request(request_id)
         assert stored_keys(engine.storage) == []
+
+
+async def test_two_engines_reimporting_the_same_sources_keep_one_set_of_objects_on_a_server(
+    server_url: str, tmp_path: Path, origin: OriginServer
+) -> None:
+    await migrate(server_url)
+    config = Config(
+        database_url=server_url,
+        storage_url=f"file://{tmp_path}/media",
+        fetch_allow=("127.0.0.1/32",),
+        poll_interval=0.05,
+        workers=1,
+    )
+    # Slow and without validators: both engines hold downloads of the same source at once,
+    # so some images record a rendition the other engine made a moment before.
+    urls = [origin.url(f"/slow/0.2/img/{PHOTOS[i % 4]}?twin{i}") for i in range(12)]
+    csv = f'S. No.,Product Name,Input Image Urls\n1,P1,"{",".join(urls)}"\n'.encode()
+    async with Engine(config) as first, Engine(config) as second:
+        a = await first.submit_csv(csv)
+        b = await second.submit_csv(csv)
+        async with first.running(), second.running():
+            with anyio.fail_after(60):
+                done = [await first.wait(a, interval=0.05), await second.wait(b, interval=0.05)]
+        assert [info.status for info in done] == [RequestStatus.COMPLETED] * 2
+        (one,), (two,) = await first.products(a), await first.products(b)
+        assert [i.storage_key for i in one.images] == [i.storage_key for i in two.images]
+        assert stored_keys(first.storage) == sorted(str(i.storage_key) for i in one.images)
+        assert await first.delete_request(a)
+        assert stored_keys(first.storage) == sorted(str(i.storage_key) for i in two.images)
+        assert await first.delete_request(b)
+        assert stored_keys(first.storage) == []

@@ -74,6 +74,18 @@ class Metrics:
             ["direction"],
             registry=r,
         )
+        self.images_reused = Counter(
+            "imgcore_images_reused",
+            "Done images that reused an earlier import's outputs, by why (not_modified, "
+            "same_content, max_age)",
+            ["reason"],
+            registry=r,
+        )
+        self.download_bytes_saved = Counter(
+            "imgcore_download_bytes_saved",
+            "Source bytes not downloaded because an earlier import's outputs were reused",
+            registry=r,
+        )
         self.image_seconds = Histogram(
             "imgcore_image_processing_seconds",
             "Time to download, compress and store one image",
@@ -85,6 +97,8 @@ class Metrics:
             self.requests.labels(status.value)
         for outcome in ("done", "failed"):
             self.images.labels(outcome)
+        for reason in ("not_modified", "same_content", "max_age"):
+            self.images_reused.labels(reason)
         for direction in ("in", "out"):
             self.image_bytes.labels(direction)
             self.http_bytes.labels(direction)
@@ -96,9 +110,14 @@ class Metrics:
         self.image_seconds.labels(status).observe(event.seconds)
         if event.status is ImageStatus.FAILED:
             self.image_failures.labels(event.error_reason or "unknown").inc()
-        if event.input_bytes:
-            self.image_bytes.labels("in").inc(event.input_bytes)
-        if event.output_bytes:
+        downloaded = (event.input_bytes or 0) - event.saved_bytes
+        if downloaded > 0:
+            self.image_bytes.labels("in").inc(downloaded)
+        if event.reused is not None:
+            # Nothing was stored: the outputs are an earlier import's.
+            self.images_reused.labels(event.reused).inc()
+            self.download_bytes_saved.inc(event.saved_bytes)
+        elif event.output_bytes:
             self.image_bytes.labels("out").inc(event.output_bytes)
 
 

@@ -13,7 +13,7 @@ from uuid import UUID
 import sqlalchemy as sa
 
 from imgcore._clock import utcnow
-from imgcore._db import outbox
+from imgcore._db import outbox, sources
 from imgcore._db import requests as queries
 from imgcore._db.database import Database
 from imgcore._notify.planning import plan_deliveries
@@ -121,7 +121,8 @@ async def cancel(
 async def delete(
     database: Database, storage: Storage, request_id: UUID, client: str | None, config: Config
 ) -> bool:
-    """Delete an ended request, its rows and its stored objects.
+    """Delete an ended request, its rows and its stored objects, but not the objects that
+    other requests show too (outputs they reused).
 
     Raises :class:`RequestStateError` (``still_running``) while it runs: images in flight
     would store objects after the delete (cancel it first).
@@ -140,7 +141,10 @@ async def delete(
         # What an attempt that never ended done may have written: the keys its preset fixes.
         preset = recorded_preset(recorded, config)
         keys += [key for image in attempted for key in preset.keys(request_id, image)]
-        return list(dict.fromkeys(keys)), queries.delete_request(conn, request_id)
+        # Outputs other requests still show (reused) stay; those whose last user this was go.
+        gone, kept = sources.release(conn, request_id)
+        keys = [key for key in dict.fromkeys(keys + gone) if key not in kept]
+        return keys, queries.delete_request(conn, request_id)
 
     keys, deleted = await database.write(write)
     for key in keys:

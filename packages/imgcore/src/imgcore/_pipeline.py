@@ -7,9 +7,10 @@ import inspect
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
-from typing import Any
+from functools import partial
+from typing import Any, NamedTuple
 from uuid import UUID
 
 import anyio.to_thread
@@ -20,11 +21,12 @@ import sqlalchemy as sa
 from imgcore._clock import utcnow
 from imgcore._compress import ImageError
 from imgcore._compression.pool import Compressor
-from imgcore._db import images, outbox, requests
+from imgcore._db import images, outbox, requests, sources
 from imgcore._db.database import Database
 from imgcore._db.images import ImageResult
-from imgcore._fetch import Fetcher, FetchError
+from imgcore._fetch import FetchedImage, Fetcher, FetchError, Validators
 from imgcore._notify.planning import plan_deliveries
+from imgcore._reuse import SourceLocks, reason_without_asking, recipe
 from imgcore._thumbnails import THUMBNAIL_EXTENSION
 from imgcore.config import Config
 from imgcore.contracts import (
@@ -45,8 +47,15 @@ __all__ = ["Pipeline", "storage_key"]
 
 log = logging.getLogger("imgcore.pipeline")
 
-# Requests whose presets a pipeline keeps at once (one small read per request beyond that).
-_PRESET_CACHE = 1024
+# Requests a pipeline keeps what it needs of at once (one small read per request beyond that).
+_REQUEST_CACHE = 1024
+
+
+class _Request(NamedTuple):
+    preset: Preset
+    client: str
+    """The request's client, '' for none: sources are remembered per client."""
+    recipe: str
 
 
 def storage_key(claim: Claim, extension: str) -> str:
@@ -79,7 +88,8 @@ class Pipeline:
         self.pm = pm
         self.owner = owner
         self.on_settled = on_settled
-        self._presets: dict[UUID, Preset] = {}
+        self._requests: dict[UUID, _Request] = {}
+        self._locks = SourceLocks()
 
     def deadline(self, claim: Claim) -> datetime:
         """When the claimed image must have ended: its first claim plus the image deadline."""
@@ -94,8 +104,7 @@ class Pipeline:
             await self._fail(claim, "too_many_attempts", "gave up after repeated crashes", started)
             return
         deadline = self.deadline(claim)
-        left = (deadline - utcnow()).total_seconds()
-        if left <= 0:
+        if deadline <= utcnow():
             # Its time ran out between attempts: a restart, a queue, a lease taken over.
             message = (
                 f"the image deadline of {self.config.image_deadline:g} s passed "
@@ -103,12 +112,74 @@ class Pipeline:
             )
             await self._fail(claim, "deadline_exceeded", message, started)
             return
+        request = await self._request(claim.request_id)
         try:
-            fetched = await self.fetcher.fetch(claim.url, deadline=time.monotonic() + left)
+            if not self.config.reuse:
+                fetched = await self.fetcher.fetch(claim.url, deadline=_monotonic(deadline))
+                content_hash = await anyio.to_thread.run_sync(_sha256, fetched.data)
+                await self._make(claim, request, fetched, content_hash, deadline, started)
+                return
+            # One image of a source at a time: the next one finds what this one recorded.
+            async with self._locks.hold((request.client, claim.url, request.recipe)):
+                await self._reimport(claim, request, deadline, started)
         except FetchError as exc:
             await self._error(claim, exc.reason, str(exc), exc.transient, deadline, started)
+
+    async def _reimport(
+        self, claim: Claim, request: _Request, deadline: datetime, started: float
+    ) -> None:
+        """Reuse what is remembered of the claimed image's source if the origin still serves
+        that content (or need not be asked), else download and make the outputs anew."""
+        known = await self.database.read(
+            partial(sources.lookup, client=request.client, url=claim.url, recipe=request.recipe),
+            short=True,
+        )
+        # The outputs made from the content the origin last served, for this recipe.
+        rendition = known.rendition_id if known is not None else None
+        if known is None or rendition is None:
+            fetched = await self.fetcher.fetch(claim.url, deadline=_monotonic(deadline))
+            content_hash = await anyio.to_thread.run_sync(_sha256, fetched.data)
+            await self._make(claim, request, fetched, content_hash, deadline, started, True)
             return
-        preset = await self._preset(claim.request_id)
+        reason = reason_without_asking(
+            known, request_id=claim.request_id, max_age=self.config.reuse_max_age, now=utcnow()
+        )
+        if reason is not None and await self._reuse(claim, request, rendition, reason, started):
+            return
+        fetched_or_none: FetchedImage | None = None
+        if known.etag or known.last_modified:
+            validators = Validators(etag=known.etag, last_modified=known.last_modified)
+            fetched_or_none = await self.fetcher.fetch_changed(
+                claim.url, validators, deadline=_monotonic(deadline)
+            )
+            if fetched_or_none is None and await self._reuse(
+                claim, request, rendition, "not_modified", started
+            ):
+                return
+        fetched = fetched_or_none or await self.fetcher.fetch(
+            claim.url, deadline=_monotonic(deadline)
+        )
+        # Off the event loop: hashing a large photo takes a millisecond or more.
+        content_hash = await anyio.to_thread.run_sync(_sha256, fetched.data)
+        if known.content_hash == content_hash and await self._reuse(
+            claim, request, rendition, "same_content", started, fetched
+        ):
+            return
+        await self._make(claim, request, fetched, content_hash, deadline, started, True)
+
+    async def _make(
+        self,
+        claim: Claim,
+        request: _Request,
+        fetched: FetchedImage,
+        content_hash: str,
+        deadline: datetime,
+        started: float,
+        remember: bool = False,
+    ) -> None:
+        """Compress, store and record a downloaded image, and with ``remember`` its source
+        and rendition, for later imports to reuse."""
+        preset = request.preset
         try:
             outputs = await self._compress(fetched.data, preset)
         except ImageError as exc:
@@ -137,8 +208,6 @@ class Pipeline:
                 }
             )
         first = outputs[0]
-        # Off the event loop: hashing a large photo takes a millisecond or more.
-        content_hash = await anyio.to_thread.run_sync(_sha256, fetched.data)
         result = ImageResult(
             status=ImageStatus.DONE,
             storage_key=preset.key(claim.request_id, claim.id, 0),
@@ -153,7 +222,86 @@ class Pipeline:
             variants=variants,
             content_hash=content_hash,
         )
-        await self._finish(claim, result, started)
+        if not remember:
+            await self._finish(claim, result, started)
+            return
+        now = utcnow()
+
+        def record(conn: sa.Connection) -> tuple[sources.Recorded, bool]:
+            recorded = sources.finish_new(
+                conn,
+                claim,
+                owner=self.owner,
+                client=request.client,
+                recipe=request.recipe,
+                etag=fetched.etag,
+                last_modified=fetched.last_modified,
+                result=result,
+                now=now,
+            )
+            self._plan(conn, recorded.settlement, now)
+            lost = not recorded.ended and images.shows_other_outputs(
+                conn, claim.id, result.storage_key
+            )
+            return recorded, lost
+
+        try:
+            recorded, lost = await self.database.write(record)
+        except sa.exc.IntegrityError:
+            # Another worker remembered the same source or rendition at the same moment: now
+            # that it has, this finds it.
+            recorded, lost = await self.database.write(record)
+        if recorded.adopted or lost:
+            # The image shows another worker's outputs of the same content, or another
+            # outcome: what this attempt stored belongs to nothing.
+            await self._delete_outputs(result)
+        if not recorded.ended:
+            log.warning("lease on image %s was lost; another worker ends it", claim.id)
+            return
+        await self._ended(claim, result, recorded.settlement, started)
+
+    async def _reuse(
+        self,
+        claim: Claim,
+        request: _Request,
+        rendition_id: int,
+        reason: str,
+        started: float,
+        fetched: FetchedImage | None = None,
+    ) -> bool:
+        """End the image done with the outputs of ``rendition_id``; False if that rendition
+        is gone meanwhile (its last user deleted)."""
+        now = utcnow()
+        validators = None if fetched is None else (fetched.etag, fetched.last_modified)
+
+        def reuse(conn: sa.Connection) -> tuple[bool, Settlement | None, ImageResult] | None:
+            outcome = sources.finish_reused(
+                conn,
+                claim,
+                owner=self.owner,
+                rendition_id=rendition_id,
+                reason=reason,
+                client=request.client,
+                now=now,
+                validators=validators,
+            )
+            if outcome is not None:
+                self._plan(conn, outcome[1], now)
+            return outcome
+
+        outcome = await self.database.write(reuse)
+        if outcome is None:
+            return False
+        ended, settlement, result = outcome
+        if not ended:
+            log.warning("lease on image %s was lost; another worker ends it", claim.id)
+            return True
+        if claim.attempts > 1:
+            # An earlier attempt may have stored outputs under this image's own keys.
+            await self._delete_keys(self._own_keys(claim, request.preset))
+        saved = (result.input_bytes or 0) if fetched is None else 0
+        await self._ended(claim, result, settlement, started, saved_bytes=saved)
+        return True
 
     async def _compress(self, data: bytes, preset: Preset) -> list[CompressedImage]:
         """Every variant of ``preset`` from one decode of ``data``.
@@ -175,19 +323,26 @@ class Pipeline:
                 return [await self.compressor(data, options)]
         return await self.compressor.variants(data, preset.variants)
 
-    async def _preset(self, request_id: UUID) -> Preset:
-        """The preset ``request_id`` recorded (``default`` from the settings for a request
-        stored before presets); cached, since a request's preset never changes."""
-        preset = self._presets.get(request_id)
-        if preset is None:
-            _, recorded = await self.database.read(
-                lambda conn: requests.get_preset(conn, request_id), short=True
+    async def _request(self, request_id: UUID) -> _Request:
+        """What processing needs of a request: the preset it recorded (``default`` from the
+        settings for a request stored before presets), its client and recipe; cached, since
+        none of them ever changes."""
+        request = self._requests.get(request_id)
+        if request is None:
+            found = await self.database.read(
+                lambda conn: requests.get_preset_and_client(conn, request_id), short=True
             )
+            recorded, client = found if found is not None else (None, None)
             preset = recorded_preset(recorded, self.config)
-            if len(self._presets) >= _PRESET_CACHE:
-                self._presets.clear()
-            self._presets[request_id] = preset
-        return preset
+            request = _Request(
+                preset=preset,
+                client=client or "",
+                recipe=recipe(preset, self.compressor.options, self.compressor.codecs),
+            )
+            if len(self._requests) >= _REQUEST_CACHE:
+                self._requests.clear()
+            self._requests[request_id] = request
+        return request
 
     async def _error(
         self,
@@ -220,31 +375,44 @@ class Pipeline:
     async def _fail(self, claim: Claim, reason: str, message: str, started: float) -> None:
         # An earlier attempt may have stored outputs (any variant, in any format) or a
         # thumbnail before dying: a failed image keeps no object.
-        preset = await self._preset(claim.request_id)
-        keys = dict.fromkeys(
-            [
-                *(storage_key(claim, ext) for _, ext in OUTPUT_FORMATS.values()),
-                storage_key(claim, THUMBNAIL_EXTENSION),
-                *preset.keys(claim.request_id, claim.id),
-            ]
+        request = await self._request(claim.request_id)
+        await self._delete_keys(self._own_keys(claim, request.preset))
+        result = ImageResult(status=ImageStatus.FAILED, error_reason=reason, error=message)
+        await self._finish(claim, result, started)
+
+    @staticmethod
+    def _own_keys(claim: Claim, preset: Preset) -> list[str]:
+        """Every key an attempt of the claimed image may have stored: its outputs in any
+        format, each variant of its preset, its thumbnail."""
+        return list(
+            dict.fromkeys(
+                [
+                    *(storage_key(claim, ext) for _, ext in OUTPUT_FORMATS.values()),
+                    storage_key(claim, THUMBNAIL_EXTENSION),
+                    *preset.keys(claim.request_id, claim.id),
+                ]
+            )
         )
+
+    async def _delete_outputs(self, result: ImageResult) -> None:
+        keys = [result.storage_key, *(v["key"] for v in result.variants or ())]
+        await self._delete_keys(dict.fromkeys(k for k in keys if k))
+
+    async def _delete_keys(self, keys: Iterable[str]) -> None:
         for key in keys:
             try:
                 await self.storage.delete(key)
             except Exception:
-                # Whatever a storage plugin raises, the image must still end failed (else it
-                # is reclaimed forever); an object left behind is logged, not fatal.
+                # Whatever a storage plugin raises, the image must still end (else it is
+                # reclaimed forever); an object left behind is logged, not fatal.
                 log.warning("could not delete %s", key, exc_info=True)
-        result = ImageResult(status=ImageStatus.FAILED, error_reason=reason, error=message)
-        await self._finish(claim, result, started)
 
-    async def _delete_outputs(self, result: ImageResult) -> None:
-        keys = [result.storage_key, *(v["key"] for v in result.variants or ())]
-        for key in dict.fromkeys(k for k in keys if k):
-            try:
-                await self.storage.delete(key)
-            except Exception:
-                log.warning("could not delete %s", key, exc_info=True)
+    def _plan(self, conn: sa.Connection, settlement: Settlement | None, now: datetime) -> None:
+        """Record the notifications of a request that just settled, in its transaction."""
+        if settlement is not None:
+            outbox.add_deliveries(
+                conn, settlement.request_id, plan_deliveries(self.notifiers, settlement), now=now
+            )
 
     async def _finish(self, claim: Claim, result: ImageResult, started: float) -> None:
         now = utcnow()
@@ -253,24 +421,29 @@ class Pipeline:
             ended, settlement = images.finish_image(
                 conn, claim, owner=self.owner, result=result, now=now
             )
-            if settlement is not None:
-                outbox.add_deliveries(
-                    conn,
-                    settlement.request_id,
-                    plan_deliveries(self.notifiers, settlement),
-                    now=now,
-                )
-            # Ended failed meanwhile (cancelled while this attempt ran on a lost lease): what
-            # this attempt stored belongs to no image.
-            orphaned = not ended and images.image_failed(conn, claim.id)
-            return ended, settlement, orphaned
+            self._plan(conn, settlement, now)
+            # Ended otherwise meanwhile (cancelled while this attempt ran on a lost lease):
+            # what this attempt stored belongs to no image.
+            lost = not ended and images.shows_other_outputs(conn, claim.id, result.storage_key)
+            return ended, settlement, lost
 
-        ended, settlement, orphaned = await self.database.write(finish)
+        ended, settlement, lost = await self.database.write(finish)
         if not ended:
             log.warning("lease on image %s was lost; another worker ends it", claim.id)
-            if orphaned and result.status is ImageStatus.DONE:
+            if lost and result.status is ImageStatus.DONE:
                 await self._delete_outputs(result)
             return
+        await self._ended(claim, result, settlement, started)
+
+    async def _ended(
+        self,
+        claim: Claim,
+        result: ImageResult,
+        settlement: Settlement | None,
+        started: float,
+        *,
+        saved_bytes: int = 0,
+    ) -> None:
         if settlement is not None and self.on_settled is not None:
             self.on_settled(settlement)
         await self._emit(
@@ -286,6 +459,8 @@ class Pipeline:
                 input_bytes=result.input_bytes,
                 output_bytes=result.output_bytes,
                 seconds=time.perf_counter() - started,
+                reused=result.reused,
+                saved_bytes=saved_bytes,
             )
         )
 
@@ -303,3 +478,8 @@ class Pipeline:
 
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def _monotonic(deadline: datetime) -> float:
+    """``deadline`` as a :func:`time.monotonic` time, for the downloader."""
+    return time.monotonic() + (deadline - utcnow()).total_seconds()

@@ -122,6 +122,22 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
             "catalog; empty: the built-ins only. Checked when the engine starts"
         ),
     ] = ""
+    reuse: Annotated[
+        bool,
+        _doc(
+            "Remember each source processed (its validators and content hash) and reuse its "
+            "outputs when a later import names it again and the origin still serves the same "
+            "content; false: every image is downloaded and processed anew"
+        ),
+    ] = True
+    reuse_max_age: Annotated[
+        float,
+        _doc(
+            "Seconds after the origin last served or confirmed a source within which it is "
+            "reused without asking the origin; 0: always revalidate (a conditional GET)",
+            ge=0,
+        ),
+    ] = 0.0
     csv_max_rows: Annotated[int, _doc("Most rows in one CSV, blank ones too", gt=0)] = 1_000_000
     csv_max_columns: Annotated[int, _doc("Most columns in one CSV", gt=0)] = 64
     csv_max_urls_per_row: Annotated[int, _doc("Most image URLs in one row", gt=0)] = 50

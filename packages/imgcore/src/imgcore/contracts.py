@@ -123,6 +123,11 @@ class ImageEnded(msgspec.Struct, frozen=True, kw_only=True):
     input_bytes: int | None = None
     output_bytes: int | None = None
     seconds: float = 0.0
+    reused: str | None = None
+    """Why a done image's outputs were reused (``not_modified``, ``same_content``,
+    ``max_age``); None when they were made for it."""
+    saved_bytes: int = 0
+    """Source bytes not downloaded because the outputs were reused without a download."""
 
 
 # -- storage --------------------------------------------------------------------------------

@@ -47,6 +47,8 @@ class RequestInfo(msgspec.Struct, frozen=True, kw_only=True):
     client: str | None = None
     """Who submitted it (the API's client id); None for requests submitted locally."""
     cancelled_at: datetime | None = None
+    reused: int = 0
+    """Of ``done``, the images whose outputs were reused from an earlier import."""
 
     @property
     def pending(self) -> int:
@@ -112,6 +114,10 @@ class ImageInfo(msgspec.Struct, frozen=True, kw_only=True):
     """Each variant stored, in preset order (URLs filled in by the engine)."""
     content_hash: str | None = None
     """SHA-256 of the downloaded source, hex."""
+    reused: str | None = None
+    """Why the outputs were reused rather than made: ``not_modified`` (the origin answered
+    304), ``same_content`` (it sent the same bytes, or the request had fetched the URL for
+    another row), ``max_age`` (checked recently enough not to ask); None when made."""
 
 
 class ProductInfo(msgspec.Struct, frozen=True, kw_only=True):
@@ -139,6 +145,8 @@ class ImageProgress(msgspec.Struct, frozen=True, kw_only=True):
     source_width: int | None = None
     source_height: int | None = None
     content_hash: str | None = None
+    reused: str | None = None
+    """As :attr:`ImageInfo.reused`."""
 
 
 class ProductProgress(msgspec.Struct, frozen=True, kw_only=True):

@@ -67,6 +67,9 @@ class ImageOut(msgspec.Struct, frozen=True, kw_only=True):
     source_width: int | None
     source_height: int | None
     source_sha256: str | None
+    reused: str | None
+    """Null when the outputs were made for this image, else why an earlier import's were
+    reused: ``not_modified``, ``same_content`` or ``max_age``."""
 
 
 class ProductOut(msgspec.Struct, frozen=True, kw_only=True):
@@ -113,6 +116,8 @@ class StatusOut(msgspec.Struct, frozen=True, kw_only=True):
     done: int
     failed: int
     pending: int
+    reused: int
+    """Of ``done``, the images whose outputs were reused from an earlier import."""
     error: str | None
     created_at: datetime
     updated_at: datetime
@@ -144,6 +149,7 @@ def _image(image: ImageProgress) -> ImageOut:
         source_width=image.source_width,
         source_height=image.source_height,
         source_sha256=image.content_hash,
+        reused=image.reused,
     )
 
 
@@ -214,6 +220,7 @@ def _status_document(
         done=info.done,
         failed=info.failed,
         pending=info.pending,
+        reused=info.reused,
         error=info.error,
         created_at=info.created_at,
         updated_at=info.updated_at,

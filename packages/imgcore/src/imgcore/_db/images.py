@@ -33,12 +33,12 @@ __all__ = [
     "done_image_keys",
     "finish_image",
     "image_due_at",
-    "image_failed",
     "pending_image_ids",
     "release_images",
     "renew_leases",
     "set_thumbnail_key",
     "settle_request",
+    "shows_other_outputs",
 ]
 
 
@@ -61,6 +61,10 @@ class ImageResult(msgspec.Struct, frozen=True, kw_only=True):
     """Each variant's output (name, key, format, width, height, bytes), in preset order."""
     content_hash: str | None = None
     """SHA-256 of the downloaded source, hex."""
+    rendition_id: int | None = None
+    """The rendition (see :mod:`imgcore._db.sources`) whose outputs these are."""
+    reused: str | None = None
+    """Why the outputs were reused (``not_modified``, ``same_content``, ``max_age``)."""
 
 
 def claim_images(
@@ -237,6 +241,7 @@ def finish_image(
                 counter: requests.c[counter] + 1,
                 "input_bytes": _R.input_bytes + (result.input_bytes or 0),
                 "output_bytes": _R.output_bytes + (result.output_bytes or 0),
+                "reused_images": _R.reused_images + (1 if result.reused else 0),
                 "updated_at": now,
             }
         )
@@ -244,10 +249,14 @@ def finish_image(
     return True, settle_request(conn, claim.request_id, now=now)
 
 
-def image_failed(conn: sa.Connection, image_id: int) -> bool:
-    """Whether the image has ended failed (a cancel, or another worker, ended it)."""
-    status = conn.execute(sa.select(_I.status).where(_I.id == image_id)).scalar()
-    return status == ImageStatus.FAILED.value
+def shows_other_outputs(conn: sa.Connection, image_id: int, storage_key: str | None) -> bool:
+    """Whether the image ended without the outputs at ``storage_key`` (and its variants):
+    failed (a cancel, or another worker, ended it), or done showing other outputs (reused,
+    or made by another attempt). Outputs an attempt stored then belong to nothing."""
+    row = conn.execute(sa.select(_I.status, _I.storage_key).where(_I.id == image_id)).first()
+    if row is None or row.status == ImageStatus.FAILED.value:
+        return True
+    return bool(row.status == ImageStatus.DONE.value and row.storage_key != storage_key)
 
 
 def settle_request(conn: sa.Connection, request_id: UUID, *, now: datetime) -> Settlement | None:

@@ -42,6 +42,7 @@ __all__ = [
     "delete_request",
     "get_header",
     "get_preset",
+    "get_preset_and_client",
     "list_requests",
     "page_requests",
     "read_product_page",
@@ -155,6 +156,7 @@ def _request_info(row: sa.Row[Any]) -> RequestInfo:
         preset=row.preset["name"] if isinstance(row.preset, dict) else "default",
         client=row.client,
         cancelled_at=row.cancelled_at,
+        reused=row.reused_images,
     )
 
 
@@ -202,6 +204,16 @@ def get_preset(conn: sa.Connection, request_id: UUID) -> tuple[bool, dict[str, A
     if row is None:
         return False, None
     return True, row.preset if isinstance(row.preset, dict) else None
+
+
+def get_preset_and_client(
+    conn: sa.Connection, request_id: UUID
+) -> tuple[dict[str, Any] | None, str | None] | None:
+    """A request's recorded preset (as :func:`get_preset`) and client; None if unknown."""
+    row = conn.execute(sa.select(_R.preset, _R.client).where(_R.id == request_id)).first()
+    if row is None:
+        return None
+    return (row.preset if isinstance(row.preset, dict) else None), row.client
 
 
 def list_requests(
@@ -308,6 +320,7 @@ _IMAGE_FIELDS = (
     "finished_at",
     "variants",
     "content_hash",
+    "reused",
 )
 
 
@@ -403,6 +416,7 @@ _PROGRESS_PAGE = _page_statement(
     _I.input_width,
     _I.input_height,
     _I.content_hash,
+    _I.reused,
 )
 
 
@@ -430,6 +444,7 @@ def read_progress_page(
             source_width=row.input_width,
             source_height=row.input_height,
             content_hash=row.content_hash,
+            reused=row.reused,
         )
 
     return [

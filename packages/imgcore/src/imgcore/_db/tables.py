@@ -18,7 +18,9 @@ __all__ = [
     "images",
     "metadata",
     "products",
+    "renditions",
     "requests",
+    "sources",
 ]
 
 metadata = sa.MetaData(
@@ -66,6 +68,8 @@ requests = sa.Table(
     sa.Column("client", sa.String(64)),
     # Set by a cancel: pending images were failed, the request ends Failed ("cancelled").
     sa.Column("cancelled_at", UTCDateTime()),
+    # Of done_images, those that reused a remembered source's outputs.
+    sa.Column("reused_images", sa.Integer(), nullable=False, server_default="0"),
     sa.Index(None, "created_at"),
     sa.Index(None, "status", "created_at"),
     sa.Index(None, "client", "created_at"),
@@ -123,6 +127,12 @@ images = sa.Table(
     sa.Column("variants", sa.JSON()),
     # SHA-256 of the downloaded source, hex.
     sa.Column("content_hash", sa.String(64)),
+    # The rendition whose outputs a done image shows (made for it, or reused); NULL when
+    # reuse was off. No foreign key: a rendition counts its users and goes with the last.
+    sa.Column("rendition_id", sa.BigInteger()),
+    # Why a done image's outputs were reused rather than made: not_modified, same_content,
+    # max_age; NULL when they were made for it.
+    sa.Column("reused", sa.String(16)),
     sa.ForeignKeyConstraint(
         ["request_id", "product_position"],
         ["products.request_id", "products.position"],
@@ -133,6 +143,52 @@ images = sa.Table(
     sa.Index(None, "status", "available_at"),
     sa.Index(None, "request_id", "status"),
     sa.Index(None, "lease_owner"),
+    **MYSQL_TABLE_OPTIONS,
+)
+
+sources = sa.Table(
+    "sources",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    # Whose imports remember it ('' for requests without a client): one client's re-import
+    # never learns from, nor serves, another's.
+    sa.Column("client", sa.String(64), nullable=False),
+    # SHA-256 of the URL, hex: a URL can be longer than an index may be wide.
+    sa.Column("url_hash", sa.String(64), nullable=False),
+    sa.Column("url", sa.String(2048), nullable=False),
+    # The origin's validators for content_hash, as it sent them.
+    sa.Column("etag", sa.String(1024)),
+    sa.Column("last_modified", sa.String(64)),
+    # SHA-256 of the body the origin last served, hex.
+    sa.Column("content_hash", sa.String(64), nullable=False),
+    # When the origin last served or confirmed (304) that content, and for which request:
+    # a URL named again in the same request is not asked for again.
+    sa.Column("checked_at", UTCDateTime(), nullable=False),
+    sa.Column("checked_by", sa.Uuid()),
+    sa.UniqueConstraint("client", "url_hash"),
+    **MYSQL_TABLE_OPTIONS,
+)
+
+renditions = sa.Table(
+    "renditions",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column(
+        "source_id",
+        BigId,
+        sa.ForeignKey("sources.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    # SHA-256 of what decides the outputs: the preset's variants, the codec and its options.
+    sa.Column("recipe", sa.String(64), nullable=False),
+    # The source content they were made from.
+    sa.Column("content_hash", sa.String(64), nullable=False),
+    # The done image's result (imgcore._db.images.ImageResult) every user shows.
+    sa.Column("result", sa.JSON(), nullable=False),
+    # Images showing these outputs; at 0 the rendition and its objects are deleted.
+    sa.Column("users", sa.Integer(), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.UniqueConstraint("source_id", "recipe", "content_hash"),
     **MYSQL_TABLE_OPTIONS,
 )
 

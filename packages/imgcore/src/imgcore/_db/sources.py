@@ -1,0 +1,298 @@
+"""Remembered sources and their renditions: what a re-import reuses instead of redoing.
+
+A *source* is a URL one client imported, with the validators and content hash of what the
+origin last served. A *rendition* is the outputs made from one content of a source for one
+recipe (preset variants, codec, options), counted by the images that show them: the last
+image to go (its request deleted) takes the rendition, and its objects, with it.
+
+Every function takes a connection inside a transaction that
+:class:`imgcore._db.database.Database` opened.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import msgspec
+import sqlalchemy as sa
+
+from imgcore._db.images import ImageResult, finish_image
+from imgcore._db.tables import images, renditions, sources
+from imgcore.contracts import Claim, Settlement
+from imgcore.states import ImageStatus
+
+__all__ = [
+    "Known",
+    "Recorded",
+    "finish_new",
+    "finish_reused",
+    "lookup",
+    "release",
+    "url_hash",
+]
+
+_S = sources.c
+_N = renditions.c
+_I = images.c
+
+# What a rendition stores of the result that made it: everything but the per-image fields.
+_PER_IMAGE = frozenset({"status", "error_reason", "error", "rendition_id", "reused"})
+
+
+class Known(msgspec.Struct, frozen=True, kw_only=True):
+    """A remembered source, and its rendition for the recipe asked about (if any)."""
+
+    etag: str | None
+    last_modified: str | None
+    content_hash: str
+    checked_at: datetime
+    checked_by: UUID | None
+    rendition_id: int | None
+    """The rendition of the source's current content for the recipe; None if none."""
+
+
+class Recorded(msgspec.Struct, frozen=True, kw_only=True):
+    """How recording a processed image ended."""
+
+    ended: bool
+    """False: the lease was lost and nothing was recorded."""
+    settlement: Settlement | None
+    adopted: bool
+    """True: another worker had recorded a rendition of the same content and recipe; the
+    image shows that one and the outputs just stored belong to nothing."""
+
+
+def url_hash(url: str) -> str:
+    """The key a URL is remembered by (SHA-256 of its text, hex)."""
+    return hashlib.sha256(url.encode()).hexdigest()
+
+
+def lookup(conn: sa.Connection, *, client: str, url: str, recipe: str) -> Known | None:
+    """What is remembered of ``url`` for ``client``; None if it never was processed."""
+    joined = sources.outerjoin(
+        renditions,
+        sa.and_(
+            _N.source_id == _S.id,
+            _N.recipe == recipe,
+            _N.content_hash == _S.content_hash,
+        ),
+    )
+    row = conn.execute(
+        sa.select(
+            _S.etag,
+            _S.last_modified,
+            _S.content_hash,
+            _S.checked_at,
+            _S.checked_by,
+            _N.id.label("rendition_id"),
+        )
+        .select_from(joined)
+        .where(_S.client == client, _S.url_hash == url_hash(url))
+    ).first()
+    if row is None:
+        return None
+    return Known(
+        etag=row.etag,
+        last_modified=row.last_modified,
+        content_hash=row.content_hash,
+        checked_at=row.checked_at,
+        checked_by=row.checked_by,
+        rendition_id=row.rendition_id,
+    )
+
+
+def finish_reused(
+    conn: sa.Connection,
+    claim: Claim,
+    *,
+    owner: str,
+    rendition_id: int,
+    reason: str,
+    client: str,
+    now: datetime,
+    validators: tuple[str | None, str | None] | None = None,
+) -> tuple[bool, Settlement | None, ImageResult] | None:
+    """End a claimed image done with the outputs of rendition ``rendition_id``.
+
+    Returns None when the rendition is gone (its last user was deleted meanwhile: process
+    the image instead), else :func:`finish_image`'s ``(ended, settlement)`` and the result
+    the image now shows. Unless the reason is ``max_age``, the origin has just confirmed the
+    source: its check time moves, and ``validators`` (``(etag, last_modified)`` of a body
+    just downloaded) replace the stored ones.
+    """
+    # Counting the new user first locks the row: a delete that would take the rendition
+    # waits for this transaction, or has taken it and this matches nothing.
+    taken = conn.execute(
+        renditions.update().where(_N.id == rendition_id).values(users=_N.users + 1)
+    )
+    if taken.rowcount != 1:
+        return None
+    stored = conn.execute(sa.select(_N.result).where(_N.id == rendition_id)).scalar_one()
+    result = _result_of(stored, rendition_id=rendition_id, reused=reason)
+    ended, settlement = finish_image(conn, claim, owner=owner, result=result, now=now)
+    if not ended:
+        conn.execute(renditions.update().where(_N.id == rendition_id).values(users=_N.users - 1))
+        return ended, settlement, result
+    if reason != "max_age":
+        values: dict[str, Any] = {"checked_at": now, "checked_by": claim.request_id}
+        if validators is not None:
+            values.update(etag=_fits(validators[0], 1024), last_modified=_fits(validators[1], 64))
+        conn.execute(
+            sources.update()
+            .where(_S.client == client, _S.url_hash == url_hash(claim.url))
+            .values(values)
+        )
+    return ended, settlement, result
+
+
+def finish_new(
+    conn: sa.Connection,
+    claim: Claim,
+    *,
+    owner: str,
+    client: str,
+    recipe: str,
+    etag: str | None,
+    last_modified: str | None,
+    result: ImageResult,
+    now: datetime,
+) -> Recorded:
+    """End a claimed image done with the outputs just made for it, and remember its source
+    (validators, content hash) and the rendition.
+
+    When another worker recorded a rendition of the same content and recipe first, the image
+    shows that one instead (``adopted``). A concurrent insert of the same source or
+    rendition raises :class:`sqlalchemy.exc.IntegrityError`: run the function again.
+    """
+    if result.content_hash is None:
+        raise ValueError("a processed image's result must carry its content hash")
+    source_id = _remember(
+        conn,
+        client=client,
+        url=claim.url,
+        request_id=claim.request_id,
+        etag=etag,
+        last_modified=last_modified,
+        content_hash=result.content_hash,
+        now=now,
+    )
+    existing = conn.execute(
+        sa.select(_N.id, _N.result)
+        .where(
+            _N.source_id == source_id,
+            _N.recipe == recipe,
+            _N.content_hash == result.content_hash,
+        )
+        .with_for_update()
+    ).first()
+    if existing is not None:
+        rendition_id = existing.id
+        conn.execute(renditions.update().where(_N.id == rendition_id).values(users=_N.users + 1))
+        final = _result_of(existing.result, rendition_id=rendition_id, reused=None)
+    else:
+        inserted = conn.execute(
+            renditions.insert().values(
+                source_id=source_id,
+                recipe=recipe,
+                content_hash=result.content_hash,
+                result=_stored(result),
+                users=1,
+                created_at=now,
+            )
+        ).inserted_primary_key
+        assert inserted is not None
+        rendition_id = int(inserted[0])
+        final = msgspec.structs.replace(result, rendition_id=rendition_id)
+    ended, settlement = finish_image(conn, claim, owner=owner, result=final, now=now)
+    if not ended:
+        # Undo within the transaction: the image's new owner records its own outcome.
+        if existing is not None:
+            conn.execute(
+                renditions.update().where(_N.id == rendition_id).values(users=_N.users - 1)
+            )
+        else:
+            conn.execute(renditions.delete().where(_N.id == rendition_id))
+    return Recorded(ended=ended, settlement=settlement, adopted=existing is not None and ended)
+
+
+def release(conn: sa.Connection, request_id: UUID) -> tuple[list[str], set[str]]:
+    """Count a request's images off the renditions they show (before the request's rows are
+    deleted): ``(keys, kept)``, the object keys of the renditions that lost their last user
+    (deleted here) and those of the renditions other requests still show (keep them)."""
+    counts = conn.execute(
+        sa.select(_I.rendition_id, sa.func.count())
+        .where(_I.request_id == request_id, _I.rendition_id.is_not(None))
+        .group_by(_I.rendition_id)
+        .order_by(_I.rendition_id)  # one lock order for concurrent deletes
+    ).all()
+    if not counts:
+        return [], set()
+    for rendition_id, count in counts:
+        conn.execute(
+            renditions.update().where(_N.id == rendition_id).values(users=_N.users - count)
+        )
+    ids = [rendition_id for rendition_id, _ in counts]
+    rows = conn.execute(sa.select(_N.id, _N.users, _N.result).where(_N.id.in_(ids))).all()
+    gone = [row for row in rows if row.users <= 0]
+    if gone:
+        conn.execute(renditions.delete().where(_N.id.in_([row.id for row in gone])))
+    keys = [key for row in gone for key in _keys(row.result)]
+    kept = {key for row in rows if row.users > 0 for key in _keys(row.result)}
+    return keys, kept
+
+
+def _remember(
+    conn: sa.Connection,
+    *,
+    client: str,
+    url: str,
+    request_id: UUID,
+    etag: str | None,
+    last_modified: str | None,
+    content_hash: str,
+    now: datetime,
+) -> int:
+    """Insert or update the source ``url`` of ``client``; returns its id."""
+    hashed = url_hash(url)
+    values = {
+        "etag": _fits(etag, 1024),
+        "last_modified": _fits(last_modified, 64),
+        "content_hash": content_hash,
+        "checked_at": now,
+        "checked_by": request_id,
+    }
+    source_id = conn.execute(
+        sa.select(_S.id).where(_S.client == client, _S.url_hash == hashed).with_for_update()
+    ).scalar()
+    if source_id is not None:
+        conn.execute(sources.update().where(_S.id == source_id).values(values))
+        return int(source_id)
+    inserted = conn.execute(
+        sources.insert().values(client=client, url_hash=hashed, url=url, **values)
+    )
+    key = inserted.inserted_primary_key
+    assert key is not None
+    return int(key[0])
+
+
+def _fits(value: str | None, width: int) -> str | None:
+    # A validator too long to store is not remembered: that source is fetched in full.
+    return value if value is not None and len(value) <= width else None
+
+
+def _stored(result: ImageResult) -> dict[str, Any]:
+    return {k: v for k, v in msgspec.to_builtins(result).items() if k not in _PER_IMAGE}
+
+
+def _result_of(stored: dict[str, Any], *, rendition_id: int, reused: str | None) -> ImageResult:
+    fields = {k: v for k, v in stored.items() if k not in _PER_IMAGE}
+    return ImageResult(status=ImageStatus.DONE, rendition_id=rendition_id, reused=reused, **fields)
+
+
+def _keys(stored: dict[str, Any]) -> Iterable[str]:
+    keys = [stored.get("storage_key"), *(v["key"] for v in stored.get("variants") or ())]
+    return dict.fromkeys(key for key in keys if key)
