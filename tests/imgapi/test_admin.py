@@ -348,6 +348,19 @@ async def test_the_detail_shows_every_variant_with_its_size_and_bytes(
     assert "JPEG 160\N{MULTIPLICATION SIGN}160" in page  # the thumb, padded to its box
 
 
+async def test_the_detail_says_which_images_reused_an_earlier_imports_outputs(
+    admin: Client, origin: OriginServer
+) -> None:
+    urls = photo_urls(origin, 2, "reused")
+    await finished_request(admin, [urls])
+    request_id = await finished_request(
+        admin, [urls[:1], [origin.url("/versioned/img/s03_coffee.jpg")]]
+    )
+    page = (await admin.get(f"/admin/requests/{request_id}")).text
+    assert "2 done (1 reused)" in page
+    assert page.count("reused: same content") == 1
+
+
 async def test_the_thumbnail_of_an_image_that_is_not_done_is_a_404(
     admin: Client, origin: OriginServer
 ) -> None:

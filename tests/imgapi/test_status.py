@@ -57,6 +57,7 @@ async def test_status_lists_counts_times_and_images(client: Client, origin: Orig
         "source_width",
         "source_height",
         "source_sha256",
+        "reused",
     }
     assert body["deliveries"] == []
 

@@ -132,6 +132,22 @@ def test_submit_wait_status_and_output(tmp_path: Path, origin: OriginServer) -> 
     assert missing.returncode == 2 and "no request" in missing.stderr
 
 
+def test_a_resubmit_says_how_many_images_were_reused(tmp_path: Path, origin: OriginServer) -> None:
+    env = {
+        "IMGCORE_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/db.sqlite3",
+        "IMGCORE_STORAGE_URL": f"file://{tmp_path}/media",
+        "IMGCORE_FETCH_ALLOW": "127.0.0.1",
+        "IMGCORE_POLL_INTERVAL": "0.05",
+    }
+    urls = [origin.url(f"/versioned/img/{photo}") for photo in PHOTOS[:2]]
+    source = write_csv(tmp_path / "in.csv", [urls])
+    first = imgcore("submit", str(source), "--wait", cwd=tmp_path, env=env)
+    again = imgcore("submit", str(source), "--wait", cwd=tmp_path, env=env)
+    assert "Completed: 2 done, 0 failed" in first.stderr
+    assert "Completed: 2 done (2 reused), 0 failed" in again.stderr
+    assert origin.total_not_modified() == 2
+
+
 def test_submit_with_a_preset_and_list_the_presets(tmp_path: Path, origin: OriginServer) -> None:
     (tmp_path / "presets.toml").write_text('[[presets.tiny.variants]]\nname = "t"\nwidth = 32\n')
     env = {

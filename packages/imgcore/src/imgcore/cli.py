@@ -229,7 +229,8 @@ async def _with_engine(args: argparse.Namespace) -> int:
             if args.wait:
                 async with engine.running():
                     info = await engine.wait(request_id)
-                err.print(f"{info.status.value}: {info.done} done, {info.failed} failed")
+                reused = f" ({info.reused} reused)" if info.reused else ""
+                err.print(f"{info.status.value}: {info.done} done{reused}, {info.failed} failed")
                 return 0 if info.status.value == "Completed" else 1
             return 0
         if args.command == "presets":
