@@ -217,36 +217,66 @@ def finish_image(
     """
     if not result.status.is_terminal:
         raise ValueError(f"not a terminal image status: {result.status}")
-    values = msgspec.structs.asdict(result)
-    values["status"] = result.status.value
-    ended = conn.execute(
-        images.update()
-        .where(
-            _I.id == claim.id,
-            _I.status == ImageStatus.PROCESSING.value,
-            _I.lease_owner == owner,
-        )
-        .values(**values, lease_owner=None, finished_at=now)
-    )
+    values = {f"v_{name}": value for name, value in msgspec.structs.asdict(result).items()}
+    values["v_status"] = result.status.value
+    ended = conn.execute(_FINISH, {**values, "image_id": claim.id, "owner": owner, "now": now})
     if ended.rowcount != 1:
         return False, None
-    counter = "done_images" if result.status is ImageStatus.DONE else "failed_images"
     # The row lock this update takes serialises every finisher of the request, so exactly one
     # of them sees the last count.
     conn.execute(
+        _COUNT_DONE if result.status is ImageStatus.DONE else _COUNT_FAILED,
+        {
+            "request_id": claim.request_id,
+            "add_input": result.input_bytes or 0,
+            "add_output": result.output_bytes or 0,
+            "add_reused": 1 if result.reused else 0,
+            "now": now,
+        },
+    )
+    return True, settle_request(conn, claim.request_id, now=now)
+
+
+# Built once: building a statement costs more than SQLite takes to run it, and every image
+# ends through these.
+_FINISH = (
+    images.update()
+    .where(
+        _I.id == sa.bindparam("image_id"),
+        _I.status == ImageStatus.PROCESSING.value,
+        _I.lease_owner == sa.bindparam("owner"),
+    )
+    .values(
+        {
+            **{
+                name: sa.bindparam(f"v_{name}", type_=images.c[name].type)
+                for name in ImageResult.__struct_fields__
+            },
+            "lease_owner": None,
+            "finished_at": sa.bindparam("now", type_=images.c.finished_at.type),
+        }
+    )
+)
+
+
+def _count(counter: str) -> sa.Update:
+    return (
         requests.update()
-        .where(_R.id == claim.request_id)
+        .where(_R.id == sa.bindparam("request_id"))
         .values(
             {
                 counter: requests.c[counter] + 1,
-                "input_bytes": _R.input_bytes + (result.input_bytes or 0),
-                "output_bytes": _R.output_bytes + (result.output_bytes or 0),
-                "reused_images": _R.reused_images + (1 if result.reused else 0),
-                "updated_at": now,
+                "input_bytes": _R.input_bytes + sa.bindparam("add_input"),
+                "output_bytes": _R.output_bytes + sa.bindparam("add_output"),
+                "reused_images": _R.reused_images + sa.bindparam("add_reused"),
+                "updated_at": sa.bindparam("now", type_=_R.updated_at.type),
             }
         )
     )
-    return True, settle_request(conn, claim.request_id, now=now)
+
+
+_COUNT_DONE = _count("done_images")
+_COUNT_FAILED = _count("failed_images")
 
 
 def shows_other_outputs(conn: sa.Connection, image_id: int, storage_key: str | None) -> bool:
@@ -259,26 +289,27 @@ def shows_other_outputs(conn: sa.Connection, image_id: int, storage_key: str | N
     return bool(row.status == ImageStatus.DONE.value and row.storage_key != storage_key)
 
 
+_SETTLING = (
+    sa.select(
+        _R.status,
+        _R.total_images,
+        _R.done_images,
+        _R.failed_images,
+        _R.webhook_url,
+        _R.cancelled_at,
+    )
+    .where(_R.id == sa.bindparam("request_id"))
+    .with_for_update()
+)
+
+
 def settle_request(conn: sa.Connection, request_id: UUID, *, now: datetime) -> Settlement | None:
     """Move an in-process request whose images all ended to its terminal status.
 
     Returns the settlement for the one call that moved it, else None. A cancelled request
     ends ``Failed`` with the error ``"cancelled"`` whatever its counts.
     """
-    row = (
-        conn.execute(
-            sa.select(
-                _R.status,
-                _R.total_images,
-                _R.done_images,
-                _R.failed_images,
-                _R.webhook_url,
-                _R.cancelled_at,
-            )
-            .where(_R.id == request_id)
-            .with_for_update()
-        )
-    ).one()
+    row = conn.execute(_SETTLING, {"request_id": request_id}).one()
     terminal = settle(row.total_images, row.done_images, row.failed_images)
     if terminal is None or row.status != RequestStatus.IN_PROCESS.value:
         return None

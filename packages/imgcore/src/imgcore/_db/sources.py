@@ -71,27 +71,52 @@ def url_hash(url: str) -> str:
     return hashlib.sha256(url.encode()).hexdigest()
 
 
+# Built once: building a statement costs more than SQLite takes to run it, and each image
+# of a re-import runs these.
+_LOOKUP = (
+    sa.select(
+        _S.etag,
+        _S.last_modified,
+        _S.content_hash,
+        _S.checked_at,
+        _S.checked_by,
+        _N.id.label("rendition_id"),
+    )
+    .select_from(
+        sources.outerjoin(
+            renditions,
+            sa.and_(
+                _N.source_id == _S.id,
+                _N.recipe == sa.bindparam("recipe"),
+                _N.content_hash == _S.content_hash,
+            ),
+        )
+    )
+    .where(_S.client == sa.bindparam("client"), _S.url_hash == sa.bindparam("url_hash"))
+)
+_ADD_USER = (
+    renditions.update()
+    .where(_N.id == sa.bindparam("rendition_id"))
+    .values(users=_N.users + sa.bindparam("change"))
+)
+_RESULT = sa.select(_N.result).where(_N.id == sa.bindparam("rendition_id"))
+_CHECKED = (
+    sources.update()
+    .where(_S.client == sa.bindparam("by_client"), _S.url_hash == sa.bindparam("by_url_hash"))
+    .values(
+        checked_at=sa.bindparam("now", type_=_S.checked_at.type),
+        checked_by=sa.bindparam("request_id", type_=_S.checked_by.type),
+    )
+)
+_CHECKED_WITH_VALIDATORS = _CHECKED.values(
+    etag=sa.bindparam("new_etag"), last_modified=sa.bindparam("new_last_modified")
+)
+
+
 def lookup(conn: sa.Connection, *, client: str, url: str, recipe: str) -> Known | None:
     """What is remembered of ``url`` for ``client``; None if it never was processed."""
-    joined = sources.outerjoin(
-        renditions,
-        sa.and_(
-            _N.source_id == _S.id,
-            _N.recipe == recipe,
-            _N.content_hash == _S.content_hash,
-        ),
-    )
     row = conn.execute(
-        sa.select(
-            _S.etag,
-            _S.last_modified,
-            _S.content_hash,
-            _S.checked_at,
-            _S.checked_by,
-            _N.id.label("rendition_id"),
-        )
-        .select_from(joined)
-        .where(_S.client == client, _S.url_hash == url_hash(url))
+        _LOOKUP, {"client": client, "url_hash": url_hash(url), "recipe": recipe}
     ).first()
     if row is None:
         return None
@@ -126,26 +151,28 @@ def finish_reused(
     """
     # Counting the new user first locks the row: a delete that would take the rendition
     # waits for this transaction, or has taken it and this matches nothing.
-    taken = conn.execute(
-        renditions.update().where(_N.id == rendition_id).values(users=_N.users + 1)
-    )
+    taken = conn.execute(_ADD_USER, {"rendition_id": rendition_id, "change": 1})
     if taken.rowcount != 1:
         return None
-    stored = conn.execute(sa.select(_N.result).where(_N.id == rendition_id)).scalar_one()
+    stored = conn.execute(_RESULT, {"rendition_id": rendition_id}).scalar_one()
     result = _result_of(stored, rendition_id=rendition_id, reused=reason)
     ended, settlement = finish_image(conn, claim, owner=owner, result=result, now=now)
     if not ended:
-        conn.execute(renditions.update().where(_N.id == rendition_id).values(users=_N.users - 1))
+        conn.execute(_ADD_USER, {"rendition_id": rendition_id, "change": -1})
         return ended, settlement, result
     if reason != "max_age":
-        values: dict[str, Any] = {"checked_at": now, "checked_by": claim.request_id}
-        if validators is not None:
-            values.update(etag=_fits(validators[0], 1024), last_modified=_fits(validators[1], 64))
-        conn.execute(
-            sources.update()
-            .where(_S.client == client, _S.url_hash == url_hash(claim.url))
-            .values(values)
-        )
+        params = {
+            "by_client": client,
+            "by_url_hash": url_hash(claim.url),
+            "now": now,
+            "request_id": claim.request_id,
+        }
+        if validators is None:
+            conn.execute(_CHECKED, params)
+        else:
+            params["new_etag"] = _fits(validators[0], 1024)
+            params["new_last_modified"] = _fits(validators[1], 64)
+            conn.execute(_CHECKED_WITH_VALIDATORS, params)
     return ended, settlement, result
 
 
