@@ -1,9 +1,9 @@
 """The downloader: size and time limits, retries and redirects over the one guarded client.
 
 Requests go through :func:`imgcore._http.guarded_transport`, the transport webhooks use too,
-so the SSRF guard (:mod:`imgcore._netguard`) decides every hop. Redirects are followed by
-hand: each hop's URL is checked here first (for the error to name it), then again by the
-transport before it connects.
+so the SSRF guard (:mod:`imgcore._netguard`) decides every hop: the transport checks each
+request's URL before it connects. Redirects are followed by hand; a redirect's target is
+checked as soon as it arrives, for the error to name it.
 """
 
 from __future__ import annotations
@@ -193,7 +193,7 @@ def _image_format(body: _Body) -> str:
     return image_format
 
 
-def _status_error(response: httpx.Response, url: URL) -> FetchError:
+def _status_error(response: httpx.Response, url: httpx.URL) -> FetchError:
     status = response.status_code
     transient = status == 429 or status >= 500
     return FetchError(
@@ -260,11 +260,6 @@ class Fetcher:
                 pool="aiohttp",  # its C parser reads a body for a fraction of httpcore's CPU
             )
         return self._http
-
-    def _request(self, url: URL, headers: httpx.Headers) -> httpx.Request:
-        return httpx.Request(
-            "GET", str(url), headers=headers, extensions={"timeout": self._timeouts}
-        )
 
     async def __aenter__(self) -> Fetcher:
         return self
@@ -366,12 +361,18 @@ class Fetcher:
         budget = self.options.total_timeout
         current = url
         for _ in range(self.options.max_redirects + 1):
-            target = check_url(current, self._allow)
-            async with self._slot(target.raw_host or ""):
+            try:
+                request = httpx.Request(
+                    "GET", current, headers=headers, extensions={"timeout": self._timeouts}
+                )
+            except httpx.InvalidURL as exc:
+                raise invalid_url(current, f"invalid URL ({exc})") from None
+            # The transport's guard checks the URL before it connects (as for every request).
+            async with self._slot(request.url.host):
                 hop_started = time.monotonic()
                 try:
                     with anyio.fail_after(budget):
-                        outcome = await self._get(target, headers)
+                        outcome = await self._get(request, headers)
                 except TimeoutError:
                     raise FetchError(
                         f"no complete answer within {self.options.total_timeout} s: {current}",
@@ -405,11 +406,11 @@ class Fetcher:
             if slots.users == 0:
                 del self._hosts[host]
 
-    async def _get(self, url: URL, headers: httpx.Headers) -> _Body | str | object:
+    async def _get(self, request: httpx.Request, headers: httpx.Headers) -> _Body | str | object:
         """One GET: the body, the URL a redirect points to, or :data:`_NOT_MODIFIED`."""
         opts = self.options
+        url = request.url
         try:
-            request = self._request(url, headers)
             response = await self._transport().handle_async_request(request)
             try:
                 location = response.headers.get("location")
@@ -454,9 +455,9 @@ class Fetcher:
                 f"transfer failed ({exc!r}): {url}", reason="protocol_error", transient=True
             ) from exc
 
-    def _redirect_target(self, url: URL, location: str) -> str:
+    def _redirect_target(self, url: httpx.URL, location: str) -> str:
         try:
-            target = str(url.join(URL(location)))
+            target = str(URL(str(url)).join(URL(location)))
         except (ValueError, TypeError) as exc:
             raise FetchError(
                 f"invalid redirect Location {location!r} ({exc}) from {url}",
@@ -465,7 +466,7 @@ class Fetcher:
         check_url(target, self._allow)
         return target
 
-    async def _read_body(self, response: httpx.Response, url: URL) -> bytes:
+    async def _read_body(self, response: httpx.Response, url: httpx.URL) -> bytes:
         limit = self.options.max_bytes
         text = str(url)
         encoding = response.headers.get("content-encoding", "identity").strip().lower()

@@ -26,6 +26,7 @@ guard), cookies are never kept, and redirects are not followed (follow them by h
 from __future__ import annotations
 
 import contextlib
+import functools
 import socket
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Mapping
 from http.cookiejar import CookieJar, DefaultCookiePolicy
@@ -36,6 +37,7 @@ import aiohttp.abc
 import anyio
 import httpcore
 import httpx
+import yarl
 
 from imgcore._netguard import AllowList, check_url, resolve_checked
 
@@ -99,16 +101,29 @@ class _AiohttpStream(httpx.AsyncByteStream):
     def __init__(self, response: aiohttp.ClientResponse) -> None:
         self._response = response
 
-    async def __aiter__(self) -> AsyncIterator[bytes]:
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self
+
+    async def __anext__(self) -> bytes:
         # Whatever has arrived, in one piece: a fixed chunk size would cost a trip through
-        # every layer per 16 KiB of an image body.
-        with _aiohttp_errors():
-            async for chunk in self._response.content.iter_any():
-                yield chunk
+        # every layer per 16 KiB of an image body (and an async generator, one more).
+        try:
+            chunk = await self._response.content.readany()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise _transport_error(exc) from exc
+        if not chunk:
+            raise StopAsyncIteration
+        return chunk
 
     async def aclose(self) -> None:
         # A body read to the end has already given its connection back; one cut short closes it.
         self._response.release()
+
+
+@functools.lru_cache(maxsize=64)
+def _client_timeout(connect: float | None, read: float | None) -> aiohttp.ClientTimeout:
+    # One per distinct pair: every download asks with the same timeouts.
+    return aiohttp.ClientTimeout(total=None, sock_connect=connect, sock_read=read)
 
 
 class _AiohttpTransport(httpx.AsyncBaseTransport):
@@ -140,20 +155,20 @@ class _AiohttpTransport(httpx.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """Send ``request``; its ``timeout`` extension bounds connecting and each read."""
         timeout = request.extensions.get("timeout", {})
-        body = await request.aread()
+        try:
+            body = request.content  # read already, as for every request without a stream
+        except httpx.RequestNotRead:
+            body = await request.aread()
         with _aiohttp_errors():
             response = await self._open().request(
                 request.method,
-                str(request.url),
+                # httpx has parsed and percent-encoded it already: yarl need not again.
+                yarl.URL(str(request.url), encoded=True),
                 headers=request.headers.multi_items(),
                 data=body or None,
                 allow_redirects=False,
                 compress=None,
-                timeout=aiohttp.ClientTimeout(
-                    total=None,
-                    sock_connect=timeout.get("connect"),
-                    sock_read=timeout.get("read"),
-                ),
+                timeout=_client_timeout(timeout.get("connect"), timeout.get("read")),
             )
         return httpx.Response(
             status_code=response.status,

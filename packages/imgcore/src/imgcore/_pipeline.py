@@ -22,6 +22,7 @@ from imgcore._clock import utcnow
 from imgcore._compress import ImageError
 from imgcore._compression.pool import Compressor
 from imgcore._db import images, outbox, requests, sources
+from imgcore._db.batching import GroupCommit
 from imgcore._db.database import Database
 from imgcore._db.images import ImageResult
 from imgcore._fetch import FetchedImage, Fetcher, FetchError, Validators
@@ -90,6 +91,8 @@ class Pipeline:
         self.on_settled = on_settled
         self._requests: dict[UUID, _Request] = {}
         self._locks = SourceLocks()
+        # A re-import ends hundreds of images a second, each in a few statements.
+        self._group = GroupCommit(database)
 
     def deadline(self, claim: Claim) -> datetime:
         """When the claimed image must have ended: its first claim plus the image deadline."""
@@ -289,7 +292,7 @@ class Pipeline:
                 self._plan(conn, outcome[1], now)
             return outcome
 
-        outcome = await self.database.write(reuse)
+        outcome = await self._group.write(reuse)
         if outcome is None:
             return False
         ended, settlement, result = outcome
