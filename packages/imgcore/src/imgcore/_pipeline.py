@@ -9,7 +9,6 @@ import random
 import time
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
-from functools import partial
 from typing import Any, NamedTuple
 from uuid import UUID
 
@@ -27,7 +26,7 @@ from imgcore._db.database import Database
 from imgcore._db.images import ImageResult
 from imgcore._fetch import FetchedImage, Fetcher, FetchError, Validators
 from imgcore._notify.planning import plan_deliveries
-from imgcore._reuse import SourceLocks, reason_without_asking, recipe
+from imgcore._reuse import SourceLocks, SourceLookups, reason_without_asking, recipe
 from imgcore._thumbnails import THUMBNAIL_EXTENSION
 from imgcore.config import Config
 from imgcore.contracts import (
@@ -91,6 +90,7 @@ class Pipeline:
         self.on_settled = on_settled
         self._requests: dict[UUID, _Request] = {}
         self._locks = SourceLocks()
+        self._lookups = SourceLookups(database)
         # A re-import ends hundreds of images a second, each in a few statements.
         self._group = GroupCommit(database)
 
@@ -133,10 +133,7 @@ class Pipeline:
     ) -> None:
         """Reuse what is remembered of the claimed image's source if the origin still serves
         that content (or need not be asked), else download and make the outputs anew."""
-        known = await self.database.read(
-            partial(sources.lookup, client=request.client, url=claim.url, recipe=request.recipe),
-            short=True,
-        )
+        known = await self._lookups.get(request.client, claim.url, request.recipe)
         # The outputs made from the content the origin last served, for this recipe.
         rendition = known.rendition_id if known is not None else None
         if known is None or rendition is None:

@@ -31,6 +31,7 @@ __all__ = [
     "finish_new",
     "finish_reused",
     "lookup",
+    "lookup_many",
     "release",
     "url_hash",
 ]
@@ -75,6 +76,7 @@ def url_hash(url: str) -> str:
 # of a re-import runs these.
 _LOOKUP = (
     sa.select(
+        _S.url_hash,
         _S.etag,
         _S.last_modified,
         _S.content_hash,
@@ -92,7 +94,10 @@ _LOOKUP = (
             ),
         )
     )
-    .where(_S.client == sa.bindparam("client"), _S.url_hash == sa.bindparam("url_hash"))
+    .where(
+        _S.client == sa.bindparam("client"),
+        _S.url_hash.in_(sa.bindparam("url_hashes", expanding=True)),
+    )
 )
 _ADD_USER = (
     renditions.update()
@@ -115,19 +120,28 @@ _CHECKED_WITH_VALIDATORS = _CHECKED.values(
 
 def lookup(conn: sa.Connection, *, client: str, url: str, recipe: str) -> Known | None:
     """What is remembered of ``url`` for ``client``; None if it never was processed."""
-    row = conn.execute(
-        _LOOKUP, {"client": client, "url_hash": url_hash(url), "recipe": recipe}
-    ).first()
-    if row is None:
-        return None
-    return Known(
-        etag=row.etag,
-        last_modified=row.last_modified,
-        content_hash=row.content_hash,
-        checked_at=row.checked_at,
-        checked_by=row.checked_by,
-        rendition_id=row.rendition_id,
-    )
+    return lookup_many(conn, client=client, urls=[url], recipe=recipe).get(url)
+
+
+def lookup_many(
+    conn: sa.Connection, *, client: str, urls: Iterable[str], recipe: str
+) -> dict[str, Known]:
+    """:func:`lookup` of several URLs in one query: what is remembered, by URL."""
+    by_hash = {url_hash(url): url for url in urls}
+    rows = conn.execute(
+        _LOOKUP, {"client": client, "url_hashes": list(by_hash), "recipe": recipe}
+    ).all()
+    return {
+        by_hash[row.url_hash]: Known(
+            etag=row.etag,
+            last_modified=row.last_modified,
+            content_hash=row.content_hash,
+            checked_at=row.checked_at,
+            checked_by=row.checked_by,
+            rendition_id=row.rendition_id,
+        )
+        for row in rows
+    }
 
 
 def finish_reused(
