@@ -216,11 +216,32 @@ async def test_deleting_a_request_keeps_the_outputs_another_request_reuses(
         await engine.delete_request(second)
         left = stored_keys(engine.storage)
         remaining = await engine.database.read(
-            lambda conn: conn.execute(sa.select(sa.func.count()).select_from(renditions)).scalar()
+            lambda conn: [
+                conn.execute(sa.select(sa.func.count()).select_from(table)).scalar()
+                for table in (renditions, sources)
+            ]
         )
     assert kept == shown
     assert left == []
-    assert remaining == 0
+    assert remaining == [0, 0], "no rendition, and no source (URL, validators) is kept"
+
+
+async def test_deleting_a_request_removes_what_a_reused_images_earlier_attempt_stored(
+    tmp_path: Path, origin: OriginServer
+) -> None:
+    urls = versioned(origin, 1)
+    async with Engine(config_for(tmp_path)) as engine:
+        first = await import_csv(engine, [urls])
+        second = await import_csv(engine, [urls])
+        (image,) = await images_of(engine, second)
+        # As an attempt that stored its own output and died before it found the reuse.
+        own = f"requests/{second}/{image.id}.jpg"
+        await engine.storage.put(own, b"an earlier attempt", content_type="image/jpeg")
+        await engine.delete_request(second)
+        left = stored_keys(engine.storage)
+        (shown,) = await images_of(engine, first)
+    assert image.reused == "not_modified"
+    assert left == keys_of(shown)
 
 
 async def test_a_delete_racing_a_reimport_leaves_every_output_shown_and_no_orphan(

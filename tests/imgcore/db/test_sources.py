@@ -6,9 +6,11 @@ from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
+import anyio
 import pytest
 import sqlalchemy as sa
 from imgcore._db import images as images_db
+from imgcore._db import requests as requests_db
 from imgcore._db import sources as sources_db
 from imgcore._db.images import ImageResult
 from imgcore._db.tables import images, renditions, sources
@@ -141,6 +143,7 @@ async def test_reusing_a_rendition_counts_a_user_and_marks_the_image_reused(
         by_request[second],
         owner="w1",
         rendition_id=known.rendition_id,
+        content_hash=known.content_hash,
         reason="not_modified",
         client="",
         now=NOW + timedelta(hours=1),
@@ -166,6 +169,7 @@ async def test_reusing_a_rendition_that_is_gone_changes_nothing(
         claim,
         owner="w1",
         rendition_id=12345,
+        content_hash=HASH,
         reason="not_modified",
         client="",
         now=NOW,
@@ -196,7 +200,7 @@ async def test_releasing_a_request_keeps_renditions_others_show_and_takes_the_re
         now=NOW,
     )
     await finish_new(engine, theirs, "dropped.jpg")  # adopts shared.jpg
-    gone, kept = await run(engine, sources_db.release, first)
+    gone, kept, _ = await run(engine, sources_db.release, first)
     assert gone == ["own.jpg"]
     assert kept == {"shared.jpg"}
     assert await users(engine) == [1]
@@ -219,3 +223,99 @@ async def test_a_validator_too_long_to_store_is_not_remembered(
     async with reader(engine).connect() as conn:
         etag = (await conn.execute(sa.select(sources.c.etag))).scalar_one()
     assert etag is None
+
+
+async def test_a_delete_that_waited_for_another_of_the_same_request_counts_nothing_off(
+    engine: AsyncEngine, submit: Submit
+) -> None:
+    first, second = await submit([1]), await submit([1])
+    by_request = {claim.request_id: claim for claim in await claims(engine)}
+    await finish_new(engine, by_request[first], "a.jpg")
+    await finish_new(engine, by_request[second], "b.jpg")  # adopts a.jpg: two users
+
+    def delete(conn: sa.Connection) -> object:
+        if not requests_db.lock_request(conn, first):
+            return None
+        released = sources_db.release(conn, first)
+        requests_db.delete_request(conn, first)
+        return released
+
+    waited: list[object] = []
+
+    async def other() -> None:
+        async with engine.begin() as conn:
+            waited.append(await conn.run_sync(delete))
+
+    async with engine.connect() as conn:
+        await conn.begin()
+        assert await conn.run_sync(delete) is not None
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(other)
+            await anyio.sleep(0.3)  # the other delete waits for this one's lock
+            await conn.commit()
+    assert waited == [None]
+    assert await users(engine) == [1], "the request's image was counted off once"
+
+
+async def test_a_deleted_renditions_id_is_never_given_again(
+    engine: AsyncEngine, submit: Submit
+) -> None:
+    first, second = await submit([1]), await submit([1], prefix="Other")
+    by_request = {claim.request_id: claim for claim in await claims(engine)}
+    await finish_new(engine, by_request[first], "a.jpg")
+    before = await lookup(engine, by_request[first].url)
+    await run(engine, sources_db.release, first)
+    await run(engine, requests_db.delete_request, first)
+    await run(
+        engine,
+        sources_db.finish_new,
+        by_request[second],
+        owner="w1",
+        client="",
+        recipe=RECIPE,
+        etag=None,
+        last_modified=None,
+        result=made("b.jpg", "e" * 64),
+        now=NOW,
+    )
+    after = await lookup(engine, by_request[second].url)
+    assert before is not None
+    assert after is not None
+    assert before.rendition_id is not None
+    assert after.rendition_id is not None
+    assert after.rendition_id > before.rendition_id
+
+
+async def test_a_rendition_of_other_content_than_looked_up_is_not_taken(
+    engine: AsyncEngine, submit: Submit
+) -> None:
+    first, second = await submit([1]), await submit([1])
+    by_request = {claim.request_id: claim for claim in await claims(engine)}
+    await finish_new(engine, by_request[first], "a.jpg")
+    known = await lookup(engine, by_request[first].url)
+    assert known is not None
+    outcome = await run(
+        engine,
+        sources_db.finish_reused,
+        by_request[second],
+        owner="w1",
+        rendition_id=known.rendition_id,
+        content_hash="f" * 64,  # what another worker's lookup saw before the source changed
+        reason="not_modified",
+        client="",
+        now=NOW,
+    )
+    assert outcome is None
+    assert await users(engine) == [1]
+
+
+async def test_a_source_without_renditions_is_forgotten(
+    engine: AsyncEngine, submit: Submit
+) -> None:
+    first = await submit([1])
+    (claim,) = await claims(engine)
+    await finish_new(engine, claim, "a.jpg")
+    _, _, left = await run(engine, sources_db.release, first)
+    forgotten = await run(engine, sources_db.forget, left)
+    assert forgotten == 1
+    assert await lookup(engine, claim.url) is None

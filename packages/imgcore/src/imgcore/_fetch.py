@@ -293,8 +293,9 @@ class Fetcher:
         self, url: str, validators: Validators, *, deadline: float | None = None
     ) -> FetchedImage | None:
         """As :meth:`fetch`, but a conditional GET: None when the origin answers
-        ``304 Not Modified`` to ``validators`` (``If-None-Match``, ``If-Modified-Since``,
-        sent on every redirect hop), so the body it would send is the one they describe."""
+        ``304 Not Modified`` to ``validators`` (``If-None-Match``, ``If-Modified-Since``),
+        so the body it would send is the one they describe. They are sent to ``url`` only:
+        a redirect's target is asked without them (and answers with its body)."""
         conditional = validators.headers()
         if not conditional:
             return await self.fetch(url, deadline=deadline)
@@ -386,6 +387,9 @@ class Fetcher:
                 return outcome
             assert isinstance(outcome, str)
             current = outcome
+            # Validators describe what the URL asked for served, not what a redirect names:
+            # the next hop asks without them (a 304 there would be about another resource).
+            headers = self._headers
         raise FetchError(
             f"more than {self.options.max_redirects} redirects: {url}",
             reason="too_many_redirects",

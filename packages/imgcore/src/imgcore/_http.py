@@ -37,7 +37,6 @@ import aiohttp.abc
 import anyio
 import httpcore
 import httpx
-import yarl
 
 from imgcore._netguard import AllowList, check_url, resolve_checked
 
@@ -162,8 +161,8 @@ class _AiohttpTransport(httpx.AsyncBaseTransport):
         with _aiohttp_errors():
             response = await self._open().request(
                 request.method,
-                # httpx has parsed and percent-encoded it already: yarl need not again.
-                yarl.URL(str(request.url), encoded=True),
+                # As text, parsed as the guard parsed it (no parser may differ on the host).
+                str(request.url),
                 headers=request.headers.multi_items(),
                 data=body or None,
                 allow_redirects=False,

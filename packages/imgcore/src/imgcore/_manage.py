@@ -135,18 +135,25 @@ async def delete(
             status=info.status.value,
         )
 
-    def write(conn: sa.Connection) -> tuple[list[str], bool]:
+    def write(conn: sa.Connection) -> tuple[list[str], set[int], bool]:
+        # First: two deletes at once must not both count the images off their renditions.
+        if not queries.lock_request(conn, request_id):
+            return [], set(), False
         keys, attempted = queries.storage_keys(conn, request_id)
         _, recorded = queries.get_preset(conn, request_id)
         # What an attempt that never ended done may have written: the keys its preset fixes.
         preset = recorded_preset(recorded, config)
         keys += [key for image in attempted for key in preset.keys(request_id, image)]
         # Outputs other requests still show (reused) stay; those whose last user this was go.
-        gone, kept = sources.release(conn, request_id)
+        gone, kept, left = sources.release(conn, request_id)
         keys = [key for key in dict.fromkeys(keys + gone) if key not in kept]
-        return keys, queries.delete_request(conn, request_id)
+        return keys, left, queries.delete_request(conn, request_id)
 
-    keys, deleted = await database.write(write)
+    keys, left, deleted = await database.write(write)
+    if left:
+        # Sources no rendition is made from any more are forgotten (their URLs and
+        # validators too), each in a transaction of its own, locking as processing does.
+        await database.write(partial(sources.forget, source_ids=left))
     for key in keys:
         try:
             await storage.delete(key)

@@ -135,8 +135,7 @@ class Pipeline:
         that content (or need not be asked), else download and make the outputs anew."""
         known = await self._lookups.get(request.client, claim.url, request.recipe)
         # The outputs made from the content the origin last served, for this recipe.
-        rendition = known.rendition_id if known is not None else None
-        if known is None or rendition is None:
+        if known is None or known.rendition_id is None:
             fetched = await self.fetcher.fetch(claim.url, deadline=_monotonic(deadline))
             content_hash = await anyio.to_thread.run_sync(_sha256, fetched.data)
             await self._make(claim, request, fetched, content_hash, deadline, started, True)
@@ -144,7 +143,7 @@ class Pipeline:
         reason = reason_without_asking(
             known, request_id=claim.request_id, max_age=self.config.reuse_max_age, now=utcnow()
         )
-        if reason is not None and await self._reuse(claim, request, rendition, reason, started):
+        if reason is not None and await self._reuse(claim, request, known, reason, started):
             return
         fetched_or_none: FetchedImage | None = None
         if known.etag or known.last_modified:
@@ -153,7 +152,7 @@ class Pipeline:
                 claim.url, validators, deadline=_monotonic(deadline)
             )
             if fetched_or_none is None and await self._reuse(
-                claim, request, rendition, "not_modified", started
+                claim, request, known, "not_modified", started
             ):
                 return
         fetched = fetched_or_none or await self.fetcher.fetch(
@@ -162,7 +161,7 @@ class Pipeline:
         # Off the event loop: hashing a large photo takes a millisecond or more.
         content_hash = await anyio.to_thread.run_sync(_sha256, fetched.data)
         if known.content_hash == content_hash and await self._reuse(
-            claim, request, rendition, "same_content", started, fetched
+            claim, request, known, "same_content", started, fetched
         ):
             return
         await self._make(claim, request, fetched, content_hash, deadline, started, True)
@@ -258,19 +257,21 @@ class Pipeline:
         if not recorded.ended:
             log.warning("lease on image %s was lost; another worker ends it", claim.id)
             return
-        await self._ended(claim, result, recorded.settlement, started)
+        await self._ended(claim, recorded.result, recorded.settlement, started)
 
     async def _reuse(
         self,
         claim: Claim,
         request: _Request,
-        rendition_id: int,
+        known: sources.Known,
         reason: str,
         started: float,
         fetched: FetchedImage | None = None,
     ) -> bool:
-        """End the image done with the outputs of ``rendition_id``; False if that rendition
-        is gone meanwhile (its last user deleted)."""
+        """End the image done with the outputs ``known`` names; False if that rendition is
+        gone meanwhile (its last user deleted)."""
+        rendition_id = known.rendition_id
+        assert rendition_id is not None  # the caller reuses only a known rendition
         now = utcnow()
         validators = None if fetched is None else (fetched.etag, fetched.last_modified)
 
@@ -280,6 +281,7 @@ class Pipeline:
                 claim,
                 owner=self.owner,
                 rendition_id=rendition_id,
+                content_hash=known.content_hash,
                 reason=reason,
                 client=request.client,
                 now=now,

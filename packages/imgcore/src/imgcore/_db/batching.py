@@ -41,7 +41,13 @@ class GroupCommit:
 
     async def write(self, fn: Callable[[sa.Connection], T]) -> T:
         """``fn(connection)``'s result once its transaction has committed (its exception if
-        it raised). Not cancellable once queued: the write happens, so its caller sees it."""
+        it raised). Not cancellable once queued: the write happens, so its caller sees it.
+
+        Only on an embedded SQLite database, whose writes queue for one writer anyway; a
+        server database runs each write in its own transaction, so that no transaction holds
+        the locks of several requests at once (one order of locks, no deadlocks)."""
+        if not self._database.embedded:
+            return await self._database.write(fn)
         entry: _Entry[T] = _Entry(fn)
         self._queue.append(entry)
         with anyio.CancelScope(shield=True):
@@ -56,7 +62,12 @@ class GroupCommit:
     async def _flush(self, batch: list[_Entry[Any]]) -> None:
         try:
             results = await self._database.write(lambda conn: [e.fn(conn) for e in batch])
-        except Exception as exc:
+        except BaseException as exc:
+            if not isinstance(exc, Exception):
+                # Leaving (KeyboardInterrupt, a cancel from outside): none of them happened.
+                for entry in batch:
+                    entry.error, entry.done = exc, True
+                raise
             if len(batch) == 1:
                 batch[0].error, batch[0].done = exc, True
                 return

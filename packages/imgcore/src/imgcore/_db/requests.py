@@ -44,6 +44,7 @@ __all__ = [
     "get_preset",
     "get_preset_and_client",
     "list_requests",
+    "lock_request",
     "page_requests",
     "read_product_page",
     "read_progress_page",
@@ -560,10 +561,19 @@ def storage_keys(conn: sa.Connection, request_id: UUID) -> tuple[list[str], list
         keys.extend(key for key in (row.storage_key, row.thumbnail_key) if key)
         keys.extend(v["key"] for v in row.variants or ())
         # Any attempt of an image not done may have written keys that were never recorded
-        # (one still running, or one cancelled while its attempt ran).
-        if row.status != ImageStatus.DONE.value:
+        # (one still running, or one cancelled while its attempt ran); so may one of an
+        # image done with outputs not its own (reused), whose own were never kept.
+        own = (f"requests/{request_id}/{row.id}.", f"requests/{request_id}/{row.id}-")
+        if row.status != ImageStatus.DONE.value or not (row.storage_key or "").startswith(own):
             attempted.append(row.id)
     return list(dict.fromkeys(keys)), attempted
+
+
+def lock_request(conn: sa.Connection, request_id: UUID) -> bool:
+    """Lock the request's row for the rest of the transaction; False if it is gone (a
+    concurrent delete took it, and whoever waits here must not delete it again)."""
+    row = conn.execute(sa.select(_R.id).where(_R.id == request_id).with_for_update()).first()
+    return row is not None
 
 
 def delete_request(conn: sa.Connection, request_id: UUID) -> bool:

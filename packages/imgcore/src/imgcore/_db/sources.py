@@ -30,6 +30,7 @@ __all__ = [
     "Recorded",
     "finish_new",
     "finish_reused",
+    "forget",
     "lookup",
     "lookup_many",
     "release",
@@ -65,6 +66,8 @@ class Recorded(msgspec.Struct, frozen=True, kw_only=True):
     adopted: bool
     """True: another worker had recorded a rendition of the same content and recipe; the
     image shows that one and the outputs just stored belong to nothing."""
+    result: ImageResult
+    """What the image shows (the adopted rendition's outputs when ``adopted``)."""
 
 
 def url_hash(url: str) -> str:
@@ -104,10 +107,18 @@ _ADD_USER = (
     .where(_N.id == sa.bindparam("rendition_id"))
     .values(users=_N.users + sa.bindparam("change"))
 )
+# Taking a rendition checks it is still the one looked up: made from that content.
+_TAKE = _ADD_USER.where(_N.content_hash == sa.bindparam("made_from"))
 _RESULT = sa.select(_N.result).where(_N.id == sa.bindparam("rendition_id"))
 _CHECKED = (
     sources.update()
-    .where(_S.client == sa.bindparam("by_client"), _S.url_hash == sa.bindparam("by_url_hash"))
+    .where(
+        _S.client == sa.bindparam("by_client"),
+        _S.url_hash == sa.bindparam("by_url_hash"),
+        # Only while it still holds the content confirmed: another worker may have
+        # recorded newer content meanwhile, whose validators these are not.
+        _S.content_hash == sa.bindparam("made_from"),
+    )
     .values(
         checked_at=sa.bindparam("now", type_=_S.checked_at.type),
         checked_by=sa.bindparam("request_id", type_=_S.checked_by.type),
@@ -150,12 +161,14 @@ def finish_reused(
     *,
     owner: str,
     rendition_id: int,
+    content_hash: str,
     reason: str,
     client: str,
     now: datetime,
     validators: tuple[str | None, str | None] | None = None,
 ) -> tuple[bool, Settlement | None, ImageResult] | None:
-    """End a claimed image done with the outputs of rendition ``rendition_id``.
+    """End a claimed image done with the outputs of rendition ``rendition_id``, made from
+    the source content ``content_hash``.
 
     Returns None when the rendition is gone (its last user was deleted meanwhile: process
     the image instead), else :func:`finish_image`'s ``(ended, settlement)`` and the result
@@ -165,7 +178,9 @@ def finish_reused(
     """
     # Counting the new user first locks the row: a delete that would take the rendition
     # waits for this transaction, or has taken it and this matches nothing.
-    taken = conn.execute(_ADD_USER, {"rendition_id": rendition_id, "change": 1})
+    taken = conn.execute(
+        _TAKE, {"rendition_id": rendition_id, "made_from": content_hash, "change": 1}
+    )
     if taken.rowcount != 1:
         return None
     stored = conn.execute(_RESULT, {"rendition_id": rendition_id}).scalar_one()
@@ -178,6 +193,7 @@ def finish_reused(
         params = {
             "by_client": client,
             "by_url_hash": url_hash(claim.url),
+            "made_from": content_hash,
             "now": now,
             "request_id": claim.request_id,
         }
@@ -257,13 +273,16 @@ def finish_new(
             )
         else:
             conn.execute(renditions.delete().where(_N.id == rendition_id))
-    return Recorded(ended=ended, settlement=settlement, adopted=existing is not None and ended)
+    return Recorded(
+        ended=ended, settlement=settlement, adopted=existing is not None and ended, result=final
+    )
 
 
-def release(conn: sa.Connection, request_id: UUID) -> tuple[list[str], set[str]]:
+def release(conn: sa.Connection, request_id: UUID) -> tuple[list[str], set[str], set[int]]:
     """Count a request's images off the renditions they show (before the request's rows are
-    deleted): ``(keys, kept)``, the object keys of the renditions that lost their last user
-    (deleted here) and those of the renditions other requests still show (keep them)."""
+    deleted): ``(keys, kept, sources)``, the object keys of the renditions that lost their
+    last user (deleted here), those of the renditions other requests still show (keep
+    them), and the sources of the deleted ones (see :func:`forget`)."""
     counts = conn.execute(
         sa.select(_I.rendition_id, sa.func.count())
         .where(_I.request_id == request_id, _I.rendition_id.is_not(None))
@@ -271,19 +290,42 @@ def release(conn: sa.Connection, request_id: UUID) -> tuple[list[str], set[str]]
         .order_by(_I.rendition_id)  # one lock order for concurrent deletes
     ).all()
     if not counts:
-        return [], set()
+        return [], set(), set()
     for rendition_id, count in counts:
         conn.execute(
             renditions.update().where(_N.id == rendition_id).values(users=_N.users - count)
         )
     ids = [rendition_id for rendition_id, _ in counts]
-    rows = conn.execute(sa.select(_N.id, _N.users, _N.result).where(_N.id.in_(ids))).all()
+    rows = conn.execute(
+        sa.select(_N.id, _N.source_id, _N.users, _N.result).where(_N.id.in_(ids))
+    ).all()
     gone = [row for row in rows if row.users <= 0]
     if gone:
         conn.execute(renditions.delete().where(_N.id.in_([row.id for row in gone])))
     keys = [key for row in gone for key in _keys(row.result)]
     kept = {key for row in rows if row.users > 0 for key in _keys(row.result)}
-    return keys, kept
+    return keys, kept, {row.source_id for row in gone}
+
+
+def forget(conn: sa.Connection, source_ids: Iterable[int]) -> int:
+    """Delete those of ``source_ids`` no rendition is made from any more; returns how many.
+
+    Each source row is locked first, as :func:`finish_new` locks it before it adds a
+    rendition, and the renditions are then read with a lock (the latest, whatever the
+    isolation level): a rendition added meanwhile keeps its source.
+    """
+    forgotten = 0
+    for source_id in sorted(source_ids):
+        locked = conn.execute(sa.select(_S.id).where(_S.id == source_id).with_for_update()).first()
+        if locked is None:
+            continue
+        used = conn.execute(
+            sa.select(_N.id).where(_N.source_id == source_id).limit(1).with_for_update()
+        ).first()
+        if used is None:
+            conn.execute(sources.delete().where(_S.id == source_id))
+            forgotten += 1
+    return forgotten
 
 
 def _remember(

@@ -166,6 +166,9 @@ sources = sa.Table(
     sa.Column("checked_at", UTCDateTime(), nullable=False),
     sa.Column("checked_by", sa.Uuid()),
     sa.UniqueConstraint("client", "url_hash"),
+    # Ids never reused (SQLite otherwise reuses the highest after a delete): a rendition
+    # looked up before a delete must not match one made after it.
+    sqlite_autoincrement=True,
     **MYSQL_TABLE_OPTIONS,
 )
 
@@ -189,6 +192,7 @@ renditions = sa.Table(
     sa.Column("users", sa.Integer(), nullable=False),
     sa.Column("created_at", UTCDateTime(), nullable=False),
     sa.UniqueConstraint("source_id", "recipe", "content_hash"),
+    sqlite_autoincrement=True,
     **MYSQL_TABLE_OPTIONS,
 )
 

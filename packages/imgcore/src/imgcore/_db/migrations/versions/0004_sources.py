@@ -41,6 +41,7 @@ def upgrade() -> None:
         sa.Column("checked_by", sa.Uuid(), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_sources")),
         sa.UniqueConstraint("client", "url_hash", name=op.f("uq_sources_client_url_hash")),
+        sqlite_autoincrement=True,
         **TABLE_OPTIONS,
     )
     op.create_table(
@@ -65,6 +66,7 @@ def upgrade() -> None:
             "content_hash",
             name=op.f("uq_renditions_source_id_recipe_content_hash"),
         ),
+        sqlite_autoincrement=True,
         **TABLE_OPTIONS,
     )
     with op.batch_alter_table("images") as batch:
