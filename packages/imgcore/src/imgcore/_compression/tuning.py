@@ -84,13 +84,16 @@ def die_with_parent(parent_pid: int) -> None:
 
 def compression_worker_init(parent_pid: int) -> None:
     """Initializer of compression worker processes: die with the parent, yield the CPU, reuse
-    image memory (:func:`cache_image_memory`).
+    image memory (:func:`cache_image_memory`) in two malloc arenas
+    (:func:`limit_malloc_arenas`: a codec's threads otherwise spread each image's buffers
+    over arenas of their own).
 
     Compression is batch work; the process that answers HTTP requests and drives downloads
     must get the CPU first when it needs it, or status latency suffers while images are
     processed. At a lower priority the workers still use every idle cycle.
     """
     die_with_parent(parent_pid)
+    limit_malloc_arenas()
     cache_image_memory()
     with contextlib.suppress(OSError):
         os.nice(WORKER_NICENESS)
