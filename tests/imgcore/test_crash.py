@@ -25,6 +25,20 @@ from support.stored import stored_keys
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
 
+def worker_env(tmp_path: Path, *, fetch_concurrency: int = 8) -> dict[str, str]:
+    """The environment of `imgcore worker` processes sharing tmp_path's database and media:
+    short leases, so a killed worker's images are taken over quickly."""
+    return {
+        **os.environ,
+        "IMGCORE_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/imgcore.sqlite3",
+        "IMGCORE_STORAGE_URL": f"file://{tmp_path}/media",
+        "IMGCORE_FETCH_ALLOW": "127.0.0.1/32",
+        "IMGCORE_LEASE_SECONDS": "1.5",
+        "IMGCORE_POLL_INTERVAL": "0.1",
+        "IMGCORE_FETCH_CONCURRENCY": str(fetch_concurrency),
+    }
+
+
 def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as sink:
         return subprocess.Popen(
@@ -63,15 +77,7 @@ async def counts(engine: Engine, request_id: object) -> tuple[str, int, int, int
 async def test_a_worker_killed_mid_run_is_finished_by_the_next_one(
     tmp_path: Path, origin: OriginServer
 ) -> None:
-    env = {
-        **os.environ,
-        "IMGCORE_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/imgcore.sqlite3",
-        "IMGCORE_STORAGE_URL": f"file://{tmp_path}/media",
-        "IMGCORE_FETCH_ALLOW": "127.0.0.1/32",
-        "IMGCORE_LEASE_SECONDS": "1.5",
-        "IMGCORE_POLL_INTERVAL": "0.1",
-        "IMGCORE_FETCH_CONCURRENCY": "8",
-    }
+    env = worker_env(tmp_path)
     config = Config.from_env(env)
     n = 48
     urls = [origin.url(f"/slow/0.15/img/{PHOTOS[i % 4]}?crash{i}") for i in range(n)]
@@ -129,15 +135,7 @@ async def test_a_worker_killed_mid_run_is_finished_by_the_next_one(
 async def test_a_worker_killed_between_variants_ends_with_each_variant_stored_once(
     tmp_path: Path, origin: OriginServer
 ) -> None:
-    env = {
-        **os.environ,
-        "IMGCORE_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/imgcore.sqlite3",
-        "IMGCORE_STORAGE_URL": f"file://{tmp_path}/media",
-        "IMGCORE_FETCH_ALLOW": "127.0.0.1/32",
-        "IMGCORE_LEASE_SECONDS": "1.5",
-        "IMGCORE_POLL_INTERVAL": "0.1",
-        "IMGCORE_FETCH_CONCURRENCY": "8",
-    }
+    env = worker_env(tmp_path)
     config = Config.from_env(env)
     n = 24
     urls = [origin.url(f"/slow/0.1/img/{PHOTOS[i % 4]}?variants{i}") for i in range(n)]
@@ -217,15 +215,7 @@ async def unrecorded(engine: Engine, request_id: object, media: Path) -> list[st
 async def test_a_worker_killed_mid_reimport_ends_each_image_once_with_nothing_orphaned(
     tmp_path: Path, origin: OriginServer
 ) -> None:
-    env = {
-        **os.environ,
-        "IMGCORE_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/imgcore.sqlite3",
-        "IMGCORE_STORAGE_URL": f"file://{tmp_path}/media",
-        "IMGCORE_FETCH_ALLOW": "127.0.0.1/32",
-        "IMGCORE_LEASE_SECONDS": "1.5",
-        "IMGCORE_POLL_INTERVAL": "0.1",
-        "IMGCORE_FETCH_CONCURRENCY": "4",
-    }
+    env = worker_env(tmp_path, fetch_concurrency=4)
     config = Config.from_env(env)
     n = 36
     # Without validators and slow: each reuse downloads first (same_content), so the kills

@@ -50,7 +50,13 @@ async def run(engine: AsyncEngine, fn: Any, *args: Any, **kwargs: Any) -> Any:
 
 
 async def finish_new(
-    engine: AsyncEngine, claim: Claim, key: str, *, owner: str = "w1", etag: str | None = '"1"'
+    engine: AsyncEngine,
+    claim: Claim,
+    key: str,
+    *,
+    owner: str = "w1",
+    etag: str | None = '"1"',
+    content_hash: str = HASH,
 ) -> sources_db.Recorded:
     return await run(
         engine,
@@ -61,7 +67,7 @@ async def finish_new(
         recipe=RECIPE,
         etag=etag,
         last_modified=None,
-        result=made(key),
+        result=made(key, content_hash),
         now=NOW,
     )
 
@@ -187,18 +193,7 @@ async def test_releasing_a_request_keeps_renditions_others_show_and_takes_the_re
     mine = [claim for claim in found if claim.request_id == first]
     (theirs,) = [claim for claim in found if claim.request_id == second]
     await finish_new(engine, mine[0], "shared.jpg")  # p0/0.jpg: the second request names it
-    await run(
-        engine,
-        sources_db.finish_new,
-        mine[1],
-        owner="w1",
-        client="",
-        recipe=RECIPE,
-        etag=None,
-        last_modified=None,
-        result=made("own.jpg", "d" * 64),
-        now=NOW,
-    )
+    await finish_new(engine, mine[1], "own.jpg", etag=None, content_hash="d" * 64)
     await finish_new(engine, theirs, "dropped.jpg")  # adopts shared.jpg
     gone, kept, _ = await run(engine, sources_db.release, first)
     assert gone == ["own.jpg"]
@@ -266,18 +261,7 @@ async def test_a_deleted_renditions_id_is_never_given_again(
     before = await lookup(engine, by_request[first].url)
     await run(engine, sources_db.release, first)
     await run(engine, requests_db.delete_request, first)
-    await run(
-        engine,
-        sources_db.finish_new,
-        by_request[second],
-        owner="w1",
-        client="",
-        recipe=RECIPE,
-        etag=None,
-        last_modified=None,
-        result=made("b.jpg", "e" * 64),
-        now=NOW,
-    )
+    await finish_new(engine, by_request[second], "b.jpg", etag=None, content_hash="e" * 64)
     after = await lookup(engine, by_request[second].url)
     assert before is not None
     assert after is not None
