@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 from uuid import UUID, uuid4
 
+import msgspec
 import pytest
 import sqlalchemy as sa
 from imgcore._db import images as images_db
@@ -895,20 +896,22 @@ async def test_progress_page_shows_what_the_product_page_does_of_each_image(
 async def test_storage_keys_lists_outputs_and_thumbnails(
     engine: AsyncEngine, submit: Submit
 ) -> None:
-    request_id = await submit([1, 1, 1])
-    first, second, third = await claim(engine)
-    await finish(engine, first, done(0))
+    request_id = await submit([1, 1, 1, 1])
+    first, second, third, fourth = await claim(engine)
+    own = msgspec.structs.replace(done(0), storage_key=f"requests/{request_id}/{first.id}.jpg")
+    await finish(engine, first, own)
     await finish(engine, second, FAILED)
+    await finish(engine, fourth, done(3))  # shows outputs not its own: reused
     async with engine.begin() as conn:
         await conn.run_sync(images_db.set_thumbnail_key, first.id, "thumb/0.jpg")
 
     async with reader(engine).connect() as conn:
         keys, attempted = await conn.run_sync(requests_db.storage_keys, request_id)
 
-    assert sorted(keys) == ["out/0.jpg", "thumb/0.jpg"]
-    # Attempted and never done (failed, or not ended): an attempt may have written the keys
-    # its preset fixes without recording them.
-    assert sorted(attempted) == sorted([second.id, third.id])
+    assert sorted(keys) == sorted([str(own.storage_key), "out/3.jpg", "thumb/0.jpg"])
+    # Attempted and never done (failed, or not ended), or done with outputs not its own: an
+    # attempt may have written the keys its preset fixes without recording them.
+    assert sorted(attempted) == sorted([second.id, third.id, fourth.id])
 
 
 async def test_delete_request_removes_everything(engine: AsyncEngine, submit: Submit) -> None:
