@@ -321,7 +321,7 @@ class Fetcher:
         while True:
             attempt += 1
             try:
-                # Checks each hop's URL before connecting.
+                # The transport's guard checks each hop's URL before it connects.
                 body = await self._attempt(url, headers)
                 if body is None:
                     return None

@@ -118,9 +118,7 @@ class Pipeline:
         request = await self._request(claim.request_id)
         try:
             if not self.config.reuse:
-                fetched = await self.fetcher.fetch(claim.url, deadline=_monotonic(deadline))
-                content_hash = await anyio.to_thread.run_sync(_sha256, fetched.data)
-                await self._make(claim, request, fetched, content_hash, deadline, started)
+                await self._download(claim, request, deadline, started, remember=False)
                 return
             # One image of a source at a time: the next one finds what this one recorded.
             async with self._locks.hold((request.client, claim.url, request.recipe)):
@@ -136,9 +134,7 @@ class Pipeline:
         known = await self._lookups.get(request.client, claim.url, request.recipe)
         # The outputs made from the content the origin last served, for this recipe.
         if known is None or known.rendition_id is None:
-            fetched = await self.fetcher.fetch(claim.url, deadline=_monotonic(deadline))
-            content_hash = await anyio.to_thread.run_sync(_sha256, fetched.data)
-            await self._make(claim, request, fetched, content_hash, deadline, started, True)
+            await self._download(claim, request, deadline, started, remember=True)
             return
         reason = reason_without_asking(
             known, request_id=claim.request_id, max_age=self.config.reuse_max_age, now=utcnow()
@@ -165,6 +161,15 @@ class Pipeline:
         ):
             return
         await self._make(claim, request, fetched, content_hash, deadline, started, True)
+
+    async def _download(
+        self, claim: Claim, request: _Request, deadline: datetime, started: float, *, remember: bool
+    ) -> None:
+        """Download the claimed image and make its outputs (nothing to reuse)."""
+        fetched = await self.fetcher.fetch(claim.url, deadline=_monotonic(deadline))
+        # Off the event loop: hashing a large photo takes a millisecond or more.
+        content_hash = await anyio.to_thread.run_sync(_sha256, fetched.data)
+        await self._make(claim, request, fetched, content_hash, deadline, started, remember)
 
     async def _make(
         self,

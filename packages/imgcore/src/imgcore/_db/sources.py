@@ -248,7 +248,7 @@ def finish_new(
     ).first()
     if existing is not None:
         rendition_id = existing.id
-        conn.execute(renditions.update().where(_N.id == rendition_id).values(users=_N.users + 1))
+        conn.execute(_ADD_USER, {"rendition_id": rendition_id, "change": 1})
         final = _result_of(existing.result, rendition_id=rendition_id, reused=None)
     else:
         inserted = conn.execute(
@@ -268,9 +268,7 @@ def finish_new(
     if not ended:
         # Undo within the transaction: the image's new owner records its own outcome.
         if existing is not None:
-            conn.execute(
-                renditions.update().where(_N.id == rendition_id).values(users=_N.users - 1)
-            )
+            conn.execute(_ADD_USER, {"rendition_id": rendition_id, "change": -1})
         else:
             conn.execute(renditions.delete().where(_N.id == rendition_id))
     return Recorded(
@@ -292,9 +290,7 @@ def release(conn: sa.Connection, request_id: UUID) -> tuple[list[str], set[str],
     if not counts:
         return [], set(), set()
     for rendition_id, count in counts:
-        conn.execute(
-            renditions.update().where(_N.id == rendition_id).values(users=_N.users - count)
-        )
+        conn.execute(_ADD_USER, {"rendition_id": rendition_id, "change": -count})
     ids = [rendition_id for rendition_id, _ in counts]
     rows = conn.execute(
         sa.select(_N.id, _N.source_id, _N.users, _N.result).where(_N.id.in_(ids))
