@@ -25,6 +25,19 @@ def server_url(request: pytest.FixtureRequest) -> Iterator[str]:
         yield scratch
 
 
+async def migrated(server_url: str, tmp_path: Path) -> Config:
+    """The server database migrated, and a config on it (one compression worker, local
+    origin allowed, media under tmp_path)."""
+    await migrate(server_url)
+    return Config(
+        database_url=server_url,
+        storage_url=f"file://{tmp_path}/media",
+        fetch_allow=("127.0.0.1/32",),
+        poll_interval=0.05,
+        workers=1,
+    )
+
+
 async def test_a_server_database_must_be_migrated_first(server_url: str, tmp_path: Path) -> None:
     config = Config(database_url=server_url, storage_url=f"file://{tmp_path}/media")
     with pytest.raises(ConfigError, match="imgcore db upgrade"):
@@ -35,14 +48,7 @@ async def test_a_server_database_must_be_migrated_first(server_url: str, tmp_pat
 async def test_two_engines_process_a_request_once_on_a_server_database(
     server_url: str, tmp_path: Path, origin: OriginServer
 ) -> None:
-    await migrate(server_url)
-    config = Config(
-        database_url=server_url,
-        storage_url=f"file://{tmp_path}/media",
-        fetch_allow=("127.0.0.1/32",),
-        poll_interval=0.05,
-        workers=1,
-    )
+    config = await migrated(server_url, tmp_path)
     urls = [origin.url(f"/corpus/img/{PHOTOS[i % 4]}?b{i}") for i in range(30)]
     lines = ["S. No.,Product Name,Input Image Urls"]
     lines += [
@@ -65,14 +71,7 @@ async def test_two_engines_process_a_request_once_on_a_server_database(
 async def test_a_preset_is_recorded_and_its_variants_listed_on_a_server_database(
     server_url: str, tmp_path: Path, origin: OriginServer
 ) -> None:
-    await migrate(server_url)
-    config = Config(
-        database_url=server_url,
-        storage_url=f"file://{tmp_path}/media",
-        fetch_allow=("127.0.0.1/32",),
-        poll_interval=0.05,
-        workers=1,
-    )
+    config = await migrated(server_url, tmp_path)
     urls = [origin.url(f"/corpus/img/{PHOTOS[i]}?preset{i}") for i in range(2)]
     csv = f'S. No.,Product Name,Input Image Urls\n1,P1,"{",".join(urls)}"\n'
     async with Engine(config) as engine:
@@ -95,14 +94,7 @@ async def test_a_preset_is_recorded_and_its_variants_listed_on_a_server_database
 async def test_two_engines_reimporting_the_same_sources_keep_one_set_of_objects_on_a_server(
     server_url: str, tmp_path: Path, origin: OriginServer
 ) -> None:
-    await migrate(server_url)
-    config = Config(
-        database_url=server_url,
-        storage_url=f"file://{tmp_path}/media",
-        fetch_allow=("127.0.0.1/32",),
-        poll_interval=0.05,
-        workers=1,
-    )
+    config = await migrated(server_url, tmp_path)
     # Slow and without validators: both engines hold downloads of the same source at once,
     # so some images record a rendition the other engine made a moment before.
     urls = [origin.url(f"/slow/0.2/img/{PHOTOS[i % 4]}?twin{i}") for i in range(12)]
