@@ -8,12 +8,14 @@ import io
 import json
 import signal
 import socket
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 import pytest
 from PIL import Image
 from support.csvgen import make_csv, photo_urls
@@ -170,3 +172,25 @@ def test_sigterm_stops_the_server_and_returns_unfinished_images(
     assert "Finished server process" in server.logs()
     assert "returned" in server.logs() and "unfinished images" in server.logs()
     assert "engine closed" in server.logs()
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="reads /proc/<pid>/maps")
+def test_compression_workers_of_the_installed_command_load_no_web_or_database_stack(
+    tmp_path: Path,
+) -> None:
+    # A worker spawned by a console script re-imports that script first: whatever the CLI
+    # module imports at the top is resident in every compression worker.
+    command = Path(sys.executable).with_name("imgapi")
+    with ApiServer(env=env_for(tmp_path), cwd=tmp_path, command=[str(command)]) as running:
+        assert httpx.get(running.url("/readyz")).status_code == 200
+        assert running.process is not None
+        workers = [
+            child
+            for child in psutil.Process(running.process.pid).children(recursive=True)
+            if "spawn_main" in " ".join(child.cmdline())
+        ]
+        assert len(workers) == 2
+        for worker in workers:
+            maps = Path(f"/proc/{worker.pid}/maps").read_text()
+            loaded = {name for name in ("sqlalchemy", "aiohttp", "cryptography") if name in maps}
+            assert not loaded, f"worker {worker.pid} loaded {loaded}"

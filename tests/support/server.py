@@ -29,6 +29,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
@@ -69,7 +70,9 @@ class ApiServer:
         cwd: Path,
         host: str = "127.0.0.1",
         startup_timeout: float = 30,
+        command: Sequence[str] = (sys.executable, "-m", "imgapi"),
     ) -> None:
+        self.command = list(command)
         self.host = host
         self.port = free_port(host)
         self.base_url = f"http://{host}:{self.port}"
@@ -97,9 +100,7 @@ class ApiServer:
         with self.log.open("wb") as log:
             self.process = subprocess.Popen(
                 [
-                    sys.executable,
-                    "-m",
-                    "imgapi",
+                    *self.command,
                     "serve",
                     "--host",
                     self.host,

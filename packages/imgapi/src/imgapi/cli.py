@@ -12,7 +12,6 @@ from collections.abc import Sequence
 from imgcore import ImgcoreError, limit_malloc_arenas
 
 from imgapi import __version__
-from imgapi.admin.accounts import PasswordError
 from imgapi.logs import configure_logging
 from imgapi.settings import Settings, env_name
 
@@ -118,6 +117,8 @@ def keys_command(settings: Settings, args: argparse.Namespace) -> list[str]:
 
 def read_password(prompt: str = "Password: ") -> str:
     """The new password: typed twice at a terminal, else the first line of stdin."""
+    from imgapi.admin.accounts import PasswordError
+
     if sys.stdin.isatty():
         first = getpass.getpass(prompt)
         if getpass.getpass("Password (again): ") != first:

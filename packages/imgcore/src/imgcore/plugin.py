@@ -7,8 +7,9 @@ plugins: the modules whose names start with ``_`` are private and may change in 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from imgcore._plugins import create_plugin_manager
-from imgcore._sqltypes import UTCDateTime
 from imgcore.config import Config, ConfigError, read_env
 from imgcore.contracts import (
     ALLOWED_FORMATS,
@@ -51,6 +52,9 @@ from imgcore.errors import (
 )
 from imgcore.hookspecs import hookimpl
 from imgcore.states import ImageStatus, RequestStatus
+
+if TYPE_CHECKING:
+    from imgcore._sqltypes import UTCDateTime
 
 __all__ = [
     "ALLOWED_FORMATS",
@@ -97,3 +101,13 @@ __all__ = [
     "scale_box",
     "sniff_format",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # SQLAlchemy loads on first use: codecs import this module in every compression worker,
+    # which has no database to reach.
+    if name == "UTCDateTime":
+        from imgcore._sqltypes import UTCDateTime
+
+        return UTCDateTime
+    raise AttributeError(f"module 'imgcore.plugin' has no attribute {name!r}")
