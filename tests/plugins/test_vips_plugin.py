@@ -64,22 +64,28 @@ async def test_a_bmp_goes_to_pillow_when_vips_is_chosen() -> None:
     assert result.input_format == "BMP" and result.format == "JPEG"
 
 
-def test_variants_decode_a_jpeg_once_shrunk_on_load_to_the_largest_variant(
+def test_variants_decode_a_jpeg_once_straight_to_the_largest_variants_size(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     import pyvips
     from imgcore.presets import CATALOG
 
-    loads: list[dict[str, object]] = []
-    original = pyvips.Image.new_from_buffer
+    loads: list[tuple[str, object]] = []
+    new_from_buffer, thumbnail_buffer = pyvips.Image.new_from_buffer, pyvips.Image.thumbnail_buffer
 
-    def recording(data: bytes, options: str, **kwargs: object) -> pyvips.Image:
-        loads.append(kwargs)
-        return original(data, options, **kwargs)
+    def header(data: bytes, options: str, **kwargs: object) -> pyvips.Image:
+        loads.append(("new_from_buffer", kwargs.get("access")))
+        return new_from_buffer(data, options, **kwargs)
 
-    monkeypatch.setattr(pyvips.Image, "new_from_buffer", recording)
+    def thumbnail(data: bytes, width: int, **kwargs: object) -> pyvips.Image:
+        loads.append(("thumbnail_buffer", (width, kwargs.get("height"))))
+        return thumbnail_buffer(data, width, **kwargs)
+
+    monkeypatch.setattr(pyvips.Image, "new_from_buffer", header)
+    monkeypatch.setattr(pyvips.Image, "thumbnail_buffer", thumbnail)
     data = encode(Image.new("RGB", (4400, 3300), (200, 30, 30)), "JPEG")
     images = VipsCodec().variants(data, CATALOG.variants, CompressOptions())
-    # The header, then one decode: at 1/2, the largest scale still >= large's 2048x1536.
-    assert [load.get("shrink") for load in loads] == [None, 2]
+    # The header, then one decode (shrunk on load, streamed) at large's 2048x1536, which
+    # every other variant is cut from.
+    assert loads == [("new_from_buffer", "sequential"), ("thumbnail_buffer", (2048, 1536))]
     assert [(i.width, i.height) for i in images] == [(2048, 1536), (1000, 750), (160, 160)]
