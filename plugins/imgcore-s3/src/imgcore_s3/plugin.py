@@ -7,7 +7,7 @@ from urllib.parse import urlsplit
 
 from imgcore.plugin import Config, Storage, hookimpl
 
-from imgcore_s3.storage import SCHEMES, ObjectStorage, S3Settings
+from imgcore_s3.schemes import SCHEMES
 
 
 @hookimpl
@@ -20,4 +20,7 @@ def imgcore_storage(url: str, config: Config) -> Storage | None:
     """
     if urlsplit(url).scheme not in SCHEMES:
         return None
+    # obstore loads only where an object store is used.
+    from imgcore_s3.storage import ObjectStorage, S3Settings
+
     return ObjectStorage.from_url(url, S3Settings.from_env(os.environ))

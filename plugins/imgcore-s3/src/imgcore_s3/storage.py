@@ -27,14 +27,10 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CACHE_CONTROL",
-    "SCHEMES",
     "ObjectStorage",
     "S3Settings",
     "storage_error",
 ]
-
-SCHEMES = frozenset({"s3", "s3a", "gs", "az", "azure", "abfs", "abfss", "adl"})
-"""URL schemes this plugin claims (the object stores obstore builds from a URL)."""
 
 CACHE_CONTROL = "public, max-age=31536000, immutable"
 """Set on every upload: a key is written once per image and never changes meaning."""
