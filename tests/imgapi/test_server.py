@@ -175,13 +175,14 @@ def test_sigterm_stops_the_server_and_returns_unfinished_images(
 
 
 @pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="reads /proc/<pid>/maps")
-def test_compression_workers_of_the_installed_command_load_no_web_or_database_stack(
+def test_compression_workers_load_neither_the_web_and_database_stack_nor_an_unused_codec(
     tmp_path: Path,
 ) -> None:
     # A worker spawned by a console script re-imports that script first: whatever the CLI
     # module imports at the top is resident in every compression worker.
     command = Path(sys.executable).with_name("imgapi")
-    with ApiServer(env=env_for(tmp_path), cwd=tmp_path, command=[str(command)]) as running:
+    env = {**env_for(tmp_path), "IMGCORE_CODEC": "vips"}
+    with ApiServer(env=env, cwd=tmp_path, command=[str(command)]) as running:
         assert httpx.get(running.url("/readyz")).status_code == 200
         assert running.process is not None
         workers = [
@@ -192,5 +193,6 @@ def test_compression_workers_of_the_installed_command_load_no_web_or_database_st
         assert len(workers) == 2
         for worker in workers:
             maps = Path(f"/proc/{worker.pid}/maps").read_text()
-            loaded = {name for name in ("sqlalchemy", "aiohttp", "cryptography") if name in maps}
+            libraries = ("sqlalchemy", "aiohttp", "cryptography", "/PIL/")  # Pillow: not chosen
+            loaded = {name for name in libraries if name in maps}
             assert not loaded, f"worker {worker.pid} loaded {loaded}"

@@ -1,10 +1,13 @@
-"""The built-in codec: Pillow, with every rule of :mod:`imgcore._compress`."""
+"""The built-in codec's registration: Pillow, with every rule of :mod:`imgcore._compress`.
+
+Pillow loads only where the codec is built (a compression worker), so a process that uses
+another codec, or only plans work, does not hold it.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from imgcore._compress import compress, compress_variants
 from imgcore.contracts import (
     ALLOWED_FORMATS,
     OUTPUT_FORMATS,
@@ -21,15 +24,20 @@ __all__ = ["PILLOW", "PillowCodec", "imgcore_codecs"]
 class PillowCodec:
     """:func:`imgcore._compress.compress` as a :class:`~imgcore.contracts.Codec`."""
 
+    def __init__(self) -> None:
+        from imgcore import _compress
+
+        self._compress = _compress
+
     def compress(self, data: bytes, options: CompressOptions) -> CompressedImage:
         """See :func:`imgcore._compress.compress`."""
-        return compress(data, options)
+        return self._compress.compress(data, options)
 
     def variants(
         self, data: bytes, variants: Sequence[Variant], options: CompressOptions
     ) -> list[CompressedImage]:
         """See :func:`imgcore._compress.compress_variants`."""
-        return compress_variants(data, variants, options)
+        return self._compress.compress_variants(data, variants, options)
 
 
 PILLOW = CodecSpec(

@@ -1,8 +1,8 @@
 """The compression pool: the selected codec on every core.
 
-Each worker process builds its codecs once, from their picklable factories, the first time
-an image needs them; bodies reach the workers through the
-:mod:`spool <imgcore._compression.spool>` beside this module instead of the pool's pipe.
+Each worker process (:mod:`imgcore._compression.worker`) builds its codecs once, from their
+picklable factories, the first time an image needs them; bodies reach the workers through
+the :mod:`spool <imgcore._compression.spool>` beside this module instead of the pool's pipe.
 """
 
 from __future__ import annotations
@@ -19,76 +19,20 @@ from typing import Any, TypeVar
 import anyio
 import anyio.to_thread
 
-from imgcore._codecs import for_image
 from imgcore._codecs.pillow import PILLOW
 from imgcore._compression.spool import Spool, run_spooled
-from imgcore._compression.tuning import compression_worker_init
-from imgcore.contracts import (
-    Codec,
-    CodecSpec,
-    CompressedImage,
-    CompressOptions,
-    Variant,
-    sniff_format,
+from imgcore._compression.worker import (
+    Codecs,
+    compress_in_worker,
+    init_worker,
+    variants_in_worker,
 )
+from imgcore.contracts import CodecSpec, CompressedImage, CompressOptions, Variant, sniff_format
 from imgcore.errors import ImageError
 
 __all__ = ["Compressor"]
 
 T = TypeVar("T")
-
-
-class _Codecs:
-    """The codecs of one process, each built by its factory when an image first needs it."""
-
-    def __init__(self, specs: Sequence[CodecSpec]) -> None:
-        self.specs = tuple(specs)
-        self._built: dict[int, Codec] = {}
-
-    def compress(self, data: bytes, options: CompressOptions) -> CompressedImage:
-        return self._codec(data, options.format).compress(data, options)
-
-    def variants(
-        self, data: bytes, variants: tuple[Variant, ...], options: CompressOptions
-    ) -> list[CompressedImage]:
-        formats = frozenset(variant.format for variant in variants)
-        return self._codec(data, formats).variants(data, variants, options)
-
-    def _codec(self, data: bytes, outputs: str | frozenset[str]) -> Codec:
-        index = for_image(self.specs, sniff_format(data), outputs)
-        codec = self._built.get(index)
-        if codec is None:
-            spec = self.specs[index]
-            try:
-                codec = spec.factory()
-            # A codec whose library cannot load fails its images with a message that says
-            # so, instead of an unexpected exception type from deep inside a worker.
-            except Exception as exc:
-                raise ImageError(f"codec {spec.name!r} could not be built: {exc}") from exc
-            self._built[index] = codec
-        return codec
-
-
-# In a worker process: its codecs, set once by _init_worker.
-_worker_codecs: _Codecs | None = None
-
-
-def _init_worker(parent_pid: int, specs: tuple[CodecSpec, ...]) -> None:
-    global _worker_codecs
-    compression_worker_init(parent_pid)
-    _worker_codecs = _Codecs(specs)
-
-
-def _compress_in_worker(data: bytes, options: CompressOptions) -> CompressedImage:
-    assert _worker_codecs is not None, "called outside a compression worker"
-    return _worker_codecs.compress(data, options)
-
-
-def _variants_in_worker(
-    data: bytes, options: CompressOptions, variants: tuple[Variant, ...]
-) -> list[CompressedImage]:
-    assert _worker_codecs is not None, "called outside a compression worker"
-    return _worker_codecs.variants(data, variants, options)
 
 
 class Compressor:
@@ -120,7 +64,7 @@ class Compressor:
         self.options = options
         self.codecs = tuple(codecs)
         # Thread mode: one set of codecs shared by the threads (codecs are stateless).
-        self._local_codecs = _Codecs(self.codecs) if mode == "thread" else None
+        self._local_codecs = Codecs(self.codecs) if mode == "thread" else None
         self.workers = workers
         self.mode = mode
         # Processes: one image queued behind each worker's, so none waits for the next.
@@ -148,7 +92,7 @@ class Compressor:
             return await anyio.to_thread.run_sync(
                 self._local_codecs.compress, data, options, limiter=self._limiter
             )
-        return await self._run(_compress_in_worker, data, options)
+        return await self._run(compress_in_worker, data, options)
 
     async def variants(
         self, data: bytes, variants: Sequence[Variant], options: CompressOptions | None = None
@@ -162,7 +106,7 @@ class Compressor:
             return await anyio.to_thread.run_sync(
                 self._local_codecs.variants, data, chosen, options, limiter=self._limiter
             )
-        return await self._run(_variants_in_worker, data, options, chosen)
+        return await self._run(variants_in_worker, data, options, chosen)
 
     async def _run(
         self, function: Callable[..., T], data: bytes, options: CompressOptions, *args: Any
@@ -196,7 +140,7 @@ class Compressor:
             self._pool = ProcessPoolExecutor(
                 max_workers=self.workers,
                 mp_context=multiprocessing.get_context("spawn"),
-                initializer=_init_worker,
+                initializer=init_worker,
                 initargs=(os.getpid(), self.codecs),
             )
         return self._pool

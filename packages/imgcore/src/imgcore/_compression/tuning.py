@@ -82,11 +82,11 @@ def die_with_parent(parent_pid: int) -> None:
         os._exit(1)
 
 
-def compression_worker_init(parent_pid: int) -> None:
-    """Initializer of compression worker processes: die with the parent, yield the CPU, reuse
-    image memory (:func:`cache_image_memory`) in two malloc arenas
-    (:func:`limit_malloc_arenas`: a codec's threads otherwise spread each image's buffers
-    over arenas of their own).
+def compression_worker_init(parent_pid: int, *, pillow: bool = True) -> None:
+    """Initializer of compression worker processes: die with the parent, yield the CPU, keep
+    to two malloc arenas (:func:`limit_malloc_arenas`: a codec's threads otherwise spread
+    each image's buffers over arenas of their own) and, with ``pillow``, reuse Pillow's image
+    memory (:func:`cache_image_memory`).
 
     Compression is batch work; the process that answers HTTP requests and drives downloads
     must get the CPU first when it needs it, or status latency suffers while images are
@@ -94,6 +94,7 @@ def compression_worker_init(parent_pid: int) -> None:
     """
     die_with_parent(parent_pid)
     limit_malloc_arenas()
-    cache_image_memory()
+    if pillow:
+        cache_image_memory()
     with contextlib.suppress(OSError):
         os.nice(WORKER_NICENESS)
