@@ -9,7 +9,7 @@ import sys
 from imgcore._compression.tuning import IMAGE_MEMORY_CACHE
 
 
-def test_malloc_arenas_can_be_capped_on_glibc() -> None:
+def test_malloc_arenas_and_the_mmap_threshold_can_be_set_on_glibc() -> None:
     # In a child: the cap is process-wide and must not leak into the test run.
     code = (
         "from imgcore._compression.tuning import limit_malloc_arenas; print(limit_malloc_arenas())"
