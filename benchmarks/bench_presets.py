@@ -24,17 +24,20 @@ import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import anyio
-import httpx
 import psutil
 from _bench import make_csv, origin
-from imgcore import Config, Engine
-from imgcore._codecs import select_codecs
-from imgcore._csvio import iter_products
-from imgcore._plugins import create_plugin_manager
-from imgcore.contracts import CodecSpec, CompressOptions
+from imgcore.contracts import CompressOptions
 from imgcore.presets import CATALOG
+
+if TYPE_CHECKING:
+    from imgcore import Config
+    from imgcore.contracts import CodecSpec
+
+# The engine, the HTTP client and the CSV reader load inside the functions that use them:
+# the compression workers (spawned) re-import this script first, and what it imports at the
+# top would sit in their memory, which this script measures.
 
 WARM_UP_SECONDS = 2.0
 
@@ -48,6 +51,7 @@ class PeakRss:
         self.exclude = exclude
         self.peak = 0
         self.peak_pss = 0
+        self.by_process: dict[int, int] = {}  # each process's own peak RSS
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -63,6 +67,7 @@ class PeakRss:
                 except psutil.Error:
                     continue
                 total += info.rss
+                self.by_process[proc.pid] = max(self.by_process.get(proc.pid, 0), info.rss)
                 pss += getattr(info, "pss", info.rss)
             self.peak = max(self.peak, total)
             self.peak_pss = max(self.peak_pss, pss)
@@ -88,6 +93,9 @@ def origin_pids() -> set[int]:
 
 async def end_to_end(csv_path: Path, config: Config) -> tuple[float, int, dict[str, list[int]]]:
     """Seconds from submit to Completed, images, and each variant's bytes per image."""
+    import anyio
+    from imgcore import Engine
+
     async with Engine(config) as engine, engine.running():
         await anyio.sleep(WARM_UP_SECONDS)  # the compression processes start
         started = time.perf_counter()
@@ -123,6 +131,9 @@ def bare_loop(bodies: list[bytes], spec: CodecSpec, workers: int) -> tuple[float
 
 
 def download(csv_path: Path) -> list[bytes]:
+    import httpx
+    from imgcore._csvio import iter_products
+
     with csv_path.open("rb") as f:
         urls = [url for product in iter_products(f) for url in product.urls]
     with httpx.Client() as client:
@@ -135,6 +146,11 @@ def main() -> None:
     parser.add_argument("--per-row", type=int, default=3)
     parser.add_argument("--codec", default="", help="IMGCORE_CODEC (default: the best installed)")
     args = parser.parse_args()
+    import anyio
+    from imgcore import Config
+    from imgcore._codecs import select_codecs
+    from imgcore._plugins import create_plugin_manager
+
     spec = select_codecs(create_plugin_manager(), args.codec)[0]
     workers = os.cpu_count() or 1
     with origin() as base_url:
@@ -160,6 +176,10 @@ def main() -> None:
     print(
         f"peak RSS of the engine's process tree: {rss.peak / 2**20:.0f} MB summed, "
         f"{rss.peak_pss / 2**20:.0f} MB PSS (target <= 300)"
+    )
+    print(
+        "  each process's own peak RSS: "
+        + ", ".join(f"{peak / 2**20:.0f} MB" for peak in rss.by_process.values())
     )
     print("bytes per image, by variant (end to end | bare loop), mean and median:")
     for index, variant in enumerate(CATALOG.variants):

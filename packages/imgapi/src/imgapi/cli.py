@@ -170,7 +170,6 @@ def serve(settings: Settings, host: str, port: int, workers: int) -> None:
     # Flat memory over many images: here, and in worker processes.
     limit_malloc_arenas()
     os.environ.setdefault("MALLOC_ARENA_MAX", "2")
-    os.environ.setdefault("MALLOC_MMAP_THRESHOLD_", str(256 * 1024))  # as the call above
     # Workers build their app from the environment: links must name the port chosen here.
     os.environ.setdefault(env_name("public_url"), _local_url(host, port))
     uvicorn.run(

@@ -97,16 +97,18 @@ def die_with_parent(parent_pid: int) -> None:
 
 def compression_worker_init(parent_pid: int, *, pillow: bool = True) -> None:
     """Initializer of compression worker processes: die with the parent, yield the CPU, keep
-    to two malloc arenas (:func:`limit_malloc_arenas`: a codec's threads otherwise spread
-    each image's buffers over arenas of their own) and, with ``pillow``, reuse Pillow's image
-    memory (:func:`cache_image_memory`).
+    to two malloc arenas at glibc's own mmap threshold (:func:`limit_malloc_arenas`: a
+    codec's threads otherwise spread each image's buffers over arenas of their own) and, with
+    ``pillow``, reuse Pillow's image memory (:func:`cache_image_memory`).
 
     Compression is batch work; the process that answers HTTP requests and drives downloads
     must get the CPU first when it needs it, or status latency suffers while images are
     processed. At a lower priority the workers still use every idle cycle.
     """
     die_with_parent(parent_pid)
-    limit_malloc_arenas()
+    # glibc's own mmap threshold: a fixed one would fault in codec buffers (libvips's
+    # regions, encoder buffers) anew for every image, a sixth of the catalog preset's speed.
+    limit_malloc_arenas(mmap_threshold=None)
     if pillow:
         cache_image_memory()
     with contextlib.suppress(OSError):
