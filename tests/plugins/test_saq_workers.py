@@ -112,7 +112,13 @@ async def test_a_worker_killed_mid_job_loses_nothing(
             with anyio.fail_after(60):
                 while True:
                     rows = await image_rows(api, request_id)
-                    held = [r for r in rows if (r.lease_owner or "").startswith(doomed_owner)]
+                    # Mid-job: still processing under its lease, not only last leased by it.
+                    held = [
+                        r
+                        for r in rows
+                        if (r.lease_owner or "").startswith(doomed_owner)
+                        and r.status == "processing"
+                    ]
                     if held and sum(r.status == "done" for r in rows) >= 4:
                         break
                     await anyio.sleep(0.05)
