@@ -64,28 +64,53 @@ async def test_a_bmp_goes_to_pillow_when_vips_is_chosen() -> None:
     assert result.input_format == "BMP" and result.format == "JPEG"
 
 
-def test_variants_decode_a_jpeg_once_straight_to_the_largest_variants_size(
+def test_variants_decode_a_jpeg_once_shrunk_on_load_to_the_largest_variant(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     import pyvips
     from imgcore.presets import CATALOG
 
-    loads: list[tuple[str, object]] = []
-    new_from_buffer, thumbnail_buffer = pyvips.Image.new_from_buffer, pyvips.Image.thumbnail_buffer
+    loads: list[dict[str, object]] = []
+    original = pyvips.Image.new_from_buffer
 
-    def header(data: bytes, options: str, **kwargs: object) -> pyvips.Image:
-        loads.append(("new_from_buffer", kwargs.get("access")))
-        return new_from_buffer(data, options, **kwargs)
+    def recording(data: bytes, options: str, **kwargs: object) -> pyvips.Image:
+        loads.append(kwargs)
+        return original(data, options, **kwargs)
 
-    def thumbnail(data: bytes, width: int, **kwargs: object) -> pyvips.Image:
-        loads.append(("thumbnail_buffer", (width, kwargs.get("height"))))
-        return thumbnail_buffer(data, width, **kwargs)
-
-    monkeypatch.setattr(pyvips.Image, "new_from_buffer", header)
-    monkeypatch.setattr(pyvips.Image, "thumbnail_buffer", thumbnail)
+    monkeypatch.setattr(pyvips.Image, "new_from_buffer", recording)
     data = encode(Image.new("RGB", (4400, 3300), (200, 30, 30)), "JPEG")
     images = VipsCodec().variants(data, CATALOG.variants, CompressOptions())
-    # The header, then one decode (shrunk on load, streamed) at large's 2048x1536, which
-    # every other variant is cut from.
-    assert loads == [("new_from_buffer", "sequential"), ("thumbnail_buffer", (2048, 1536))]
+    # The header, then one decode, streamed: at 1/2, the largest scale still >= large's
+    # 2048x1536.
+    assert [(load.get("access"), load.get("shrink")) for load in loads] == [
+        ("sequential", None),
+        ("sequential", 2),
+    ]
     assert [(i.width, i.height) for i in images] == [(2048, 1536), (1000, 750), (160, 160)]
+
+
+def test_the_largest_variant_of_a_three_by_two_photo_is_resized_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import pyvips
+    from imgcore.presets import CATALOG
+
+    resizes: list[tuple[tuple[int, int], tuple[int, int]]] = []
+    original = pyvips.Image.thumbnail_image
+
+    def recording(image: pyvips.Image, width: int, **kwargs: object) -> pyvips.Image:
+        out = original(image, width, **kwargs)
+        resizes.append(((image.width, image.height), (out.width, out.height)))
+        return out
+
+    monkeypatch.setattr(pyvips.Image, "thumbnail_image", recording)
+    data = encode(Image.new("RGB", (6000, 4000), (30, 120, 200)), "JPEG")
+    images = VipsCodec().variants(data, CATALOG.variants, CompressOptions())
+    assert [(i.width, i.height) for i in images] == [(2048, 1365), (1000, 667), (160, 160)]
+    # The decode (at 1/2) is resized straight to large's 2048x1365, not to the 1366 rows
+    # decode_size rounds up to and then again; medium and thumb are cut from it.
+    assert resizes == [
+        ((3000, 2000), (2048, 1365)),
+        ((2048, 1365), (1000, 667)),
+        ((2048, 1365), (160, 107)),
+    ]

@@ -134,30 +134,27 @@ def _variants(
     rotated = _orientation(head) in _ROTATED
     full = (height, width) if rotated else (width, height)
     want = decode_size(full, variants)
-    if want != full and head.interpretation != "cmyk":
-        # Shrunk on load, resized to the one size every variant is cut from and streamed
-        # into memory at that size: the source's full-size pixels are never held.
-        image = pyvips.Image.thumbnail_buffer(
-            data, want[0], height=want[1], size="force", option_string="fail_on=error"
-        ).copy_memory()
-    else:
-        load: dict[str, Any] = {"fail_on": "error"}
-        if source_format == "JPEG" and want != full:
-            # CMYK, converted by our rule first: the largest DCT shrink that still leaves
-            # at least the size the variants need.
-            fits = [
-                s
-                for s in (1, 2, 4, 8)
-                if all(math.ceil(f / s) >= w for f, w in zip(full, want, strict=True))
-            ]
-            load["shrink"] = max(fits)
-        image = pyvips.Image.new_from_buffer(data, "", access="sequential", **load)
-        if image.interpretation == "cmyk":
-            image = _cmyk_to_srgb(image, _icc_profile(head))
-        # The one decode, streamed into the one buffer every variant is cut from; turned
-        # upright after, since rotating reads out of order (a random-access decode would be
-        # a second buffer).
-        image = image.copy_memory().autorot()
+    load: dict[str, Any] = {"fail_on": "error"}
+    if source_format == "JPEG" and want != full:
+        # The largest DCT shrink that still leaves at least the size the variants need
+        # (libvips's thumbnail keeps a factor of two for its resize, so it is not used).
+        fits = [
+            s
+            for s in (1, 2, 4, 8)
+            if all(math.ceil(f / s) >= w for f, w in zip(full, want, strict=True))
+        ]
+        load["shrink"] = max(fits)
+    image = pyvips.Image.new_from_buffer(data, "", access="sequential", **load)
+    if image.interpretation == "cmyk":
+        image = _cmyk_to_srgb(image, _icc_profile(head))
+    stored = (want[1], want[0]) if rotated else want  # as decoded, before turning upright
+    if (image.width, image.height) != stored:
+        # Resized while it decodes, to the size every variant is cut from (its aspect
+        # kept: each variant's box is planned on the source and scaled to this one).
+        image = image.thumbnail_image(stored[0], height=stored[1], no_rotate=True)
+    # The one decode, streamed into the one buffer every variant is cut from; turned upright
+    # after, since rotating reads out of order (a random-access decode is a second buffer).
+    image = image.copy_memory().autorot()
     converted: dict[tuple[str, bool], pyvips.Image] = {}
     results = []
     for variant in variants:
