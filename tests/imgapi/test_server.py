@@ -176,14 +176,22 @@ def test_sigterm_stops_the_server_and_returns_unfinished_images(
 
 @pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="reads /proc/<pid>/maps")
 def test_compression_workers_load_neither_the_web_and_database_stack_nor_an_unused_codec(
-    tmp_path: Path,
+    tmp_path: Path, origin: OriginServer
 ) -> None:
     # A worker spawned by a console script re-imports that script first: whatever the CLI
     # module imports at the top is resident in every compression worker.
     command = Path(sys.executable).with_name("imgapi")
     env = {**env_for(tmp_path), "IMGCORE_CODEC": "vips"}
     with ApiServer(env=env, cwd=tmp_path, command=[str(command)]) as running:
-        assert httpx.get(running.url("/readyz")).status_code == 200
+        # Each worker compresses one image first: options and codecs load on first use.
+        urls = photo_urls(origin, 4, "workers")
+        response = httpx.post(
+            running.url("/api/upload/"),
+            files={"file": ("products.csv", make_csv([urls[:2], urls[2:]]), "text/csv")},
+        )
+        assert response.status_code == 202, response.text
+        body = poll_until_finished(running, response.json()["request_id"])
+        assert (body["status"], body["done"]) == ("Completed", 4)
         assert running.process is not None
         workers = [
             child

@@ -157,3 +157,19 @@ def test_decode_size_serves_the_largest_variant() -> None:
 def test_decode_size_is_the_source_when_a_variant_trims() -> None:
     variants = (Variant(name="a", width=100, height=100, trim=True),)
     assert decode_size((4000, 3000), variants) == (4000, 3000)
+
+
+@pytest.mark.parametrize(
+    "text", ["#fff", "#FFFFFF", "#12ab9C", "white", "Navy", "rgb(1, 2, 3)", "hsl(120, 100%, 25%)"]
+)
+def test_a_background_colour_reads_as_pillow_reads_it(text: str) -> None:
+    from imgcore._variants import colour_rgb
+    from PIL import ImageColor
+
+    assert colour_rgb(text) == ImageColor.getrgb(text)[:3]
+
+
+@pytest.mark.parametrize("text", ["", "#ff", "#fffff", "#ggg", "notacolour"])
+def test_a_background_that_is_no_colour_is_refused(text: str) -> None:
+    with pytest.raises(ValueError, match="background is not a colour"):
+        Variant(name="v", fit="contain", width=10, height=10, format="JPEG", background=text)

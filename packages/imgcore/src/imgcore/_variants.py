@@ -4,7 +4,9 @@ re-exports these."""
 
 from __future__ import annotations
 
+import functools
 import math
+import re
 from typing import Annotated, Final, Literal
 
 import msgspec
@@ -13,6 +15,7 @@ __all__ = [
     "Fit",
     "Variant",
     "VariantPlan",
+    "colour_rgb",
     "decode_size",
     "plan_variant",
     "scale_box",
@@ -23,6 +26,29 @@ Fit = Literal["contain", "cover", "pad"]
 
 # Names become part of storage keys and CSV headers: short, lower case, no separators.
 _NAME: Final = r"^[a-z0-9][a-z0-9_]{0,31}$"
+
+
+_HEX_COLOUR: Final = re.compile(r"#([0-9a-fA-F]{3}|[0-9a-fA-F]{6})")
+
+
+@functools.lru_cache(maxsize=64)
+def colour_rgb(text: str) -> tuple[int, int, int]:
+    """``text``, any colour string Pillow reads, as (r, g, b); raises :class:`ValueError`.
+
+    ``#rgb`` and ``#rrggbb`` are read here, names and functions by Pillow: options and
+    variants are checked again wherever they are unpickled, and Pillow's colour module loads
+    all of Pillow, which a compression worker of another codec does not otherwise hold.
+    """
+    match = _HEX_COLOUR.fullmatch(text)
+    if match is not None:
+        digits = match.group(1)
+        if len(digits) == 3:
+            digits = "".join(digit * 2 for digit in digits)
+        return int(digits[0:2], 16), int(digits[2:4], 16), int(digits[4:6], 16)
+    from PIL import ImageColor
+
+    r, g, b = ImageColor.getrgb(text)[:3]
+    return r, g, b
 
 
 class Variant(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -49,12 +75,10 @@ class Variant(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
     """The colour transparency is flattened on and ``pad`` fills with."""
 
     def __post_init__(self) -> None:
-        from PIL import ImageColor  # here: importing the contracts must not load Pillow
-
         if self.fit != "contain" and (self.width is None or self.height is None):
             raise ValueError(f"variant {self.name!r}: fit {self.fit!r} needs width and height")
         try:
-            ImageColor.getrgb(self.background)
+            colour_rgb(self.background)
         except ValueError:
             raise ValueError(
                 f"variant {self.name!r}: background is not a colour: {self.background!r}"
@@ -62,10 +86,7 @@ class Variant(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
 
     def background_rgb(self) -> tuple[int, int, int]:
         """:attr:`background` as an (r, g, b) triple."""
-        from PIL import ImageColor
-
-        r, g, b = ImageColor.getrgb(self.background)[:3]
-        return r, g, b
+        return colour_rgb(self.background)
 
 
 class VariantPlan(msgspec.Struct, frozen=True, kw_only=True):

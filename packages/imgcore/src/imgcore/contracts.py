@@ -28,6 +28,7 @@ from imgcore._variants import (
     Fit,
     Variant,
     VariantPlan,
+    colour_rgb,
     decode_size,
     plan_variant,
     scale_box,
@@ -387,8 +388,6 @@ class CompressOptions(msgspec.Struct, frozen=True, kw_only=True):
     no metadata to strip (see :func:`jpeg_has_nothing_to_strip`)."""
 
     def __post_init__(self) -> None:
-        from PIL import ImageColor  # here: importing the contracts must not load Pillow
-
         if isinstance(self.quality, bool) or not 1 <= self.quality <= 95:
             raise InvalidOptionsError(f"quality must be 1..95, not {self.quality!r}")
         if self.quality_mode not in ("visual", "exact"):
@@ -406,16 +405,13 @@ class CompressOptions(msgspec.Struct, frozen=True, kw_only=True):
         if self.max_pixels < 1:
             raise InvalidOptionsError(f"max_pixels must be at least 1, not {self.max_pixels!r}")
         try:
-            ImageColor.getrgb(self.background)
+            colour_rgb(self.background)
         except ValueError as exc:
             raise InvalidOptionsError(f"background is not a colour: {self.background!r}") from exc
 
     def background_rgb(self) -> tuple[int, int, int]:
         """:attr:`background` as an (r, g, b) triple."""
-        from PIL import ImageColor
-
-        r, g, b = ImageColor.getrgb(self.background)[:3]
-        return r, g, b
+        return colour_rgb(self.background)
 
 
 class CompressedImage(msgspec.Struct, frozen=True, kw_only=True):
