@@ -74,10 +74,23 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _tune_memory() -> None:
+    # Compressing in this process (threads): glibc's own mmap threshold, as in compression
+    # workers, where a fixed one faults every codec buffer in anew.
+    try:
+        threads = Config.from_env().compress_pool == "thread"
+    except ImgcoreError:
+        threads = False  # the command reports the setting's error itself
+    if threads:
+        limit_malloc_arenas(mmap_threshold=None)
+    else:
+        limit_malloc_arenas()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit status."""
     args = _parser().parse_args(argv)
-    limit_malloc_arenas()
+    _tune_memory()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         return anyio.run(_dispatch, args)

@@ -103,11 +103,13 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    # SQLAlchemy loads on first use: codecs import this module in every compression worker,
-    # which has no database to reach.
-    if name == "UTCDateTime":
-        from imgcore._sqltypes import UTCDateTime
+if not TYPE_CHECKING:  # type checkers see the names imported above, not Any
 
-        return UTCDateTime
-    raise AttributeError(f"module 'imgcore.plugin' has no attribute {name!r}")
+    def __getattr__(name: str) -> Any:
+        # SQLAlchemy loads on first use: codecs import this module in every compression worker,
+        # which has no database to reach.
+        if name == "UTCDateTime":
+            from imgcore._sqltypes import UTCDateTime
+
+            return UTCDateTime
+        raise AttributeError(f"module 'imgcore.plugin' has no attribute {name!r}")

@@ -12,11 +12,13 @@ if TYPE_CHECKING:
 __all__ = ["CACHE_CONTROL", "SCHEMES", "ObjectStorage", "S3Settings"]
 
 
-def __getattr__(name: str) -> Any:
-    # obstore loads on first use: every imgcore process loads this plugin to ask whether
-    # its storage URL is an object store's.
-    if name in ("CACHE_CONTROL", "ObjectStorage", "S3Settings"):
-        from imgcore_s3 import storage
+if not TYPE_CHECKING:  # type checkers see the names imported above, not Any
 
-        return getattr(storage, name)
-    raise AttributeError(f"module 'imgcore_s3' has no attribute {name!r}")
+    def __getattr__(name: str) -> Any:
+        # obstore loads on first use: every imgcore process loads this plugin to ask whether
+        # its storage URL is an object store's.
+        if name in ("CACHE_CONTROL", "ObjectStorage", "S3Settings"):
+            from imgcore_s3 import storage
+
+            return getattr(storage, name)
+        raise AttributeError(f"module 'imgcore_s3' has no attribute {name!r}")

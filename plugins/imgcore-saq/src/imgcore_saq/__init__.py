@@ -14,15 +14,17 @@ if TYPE_CHECKING:
 __all__ = ["JOB_FUNCTION", "SaqExecutor", "SaqSettings"]
 
 
-def __getattr__(name: str) -> Any:
-    # SAQ and its Redis client load on first use: every imgcore process loads this plugin to
-    # ask whether its executor is SAQ's.
-    if name in ("JOB_FUNCTION", "SaqExecutor"):
-        from imgcore_saq import executor
+if not TYPE_CHECKING:  # type checkers see the names imported above, not Any
 
-        return getattr(executor, name)
-    if name == "SaqSettings":
-        from imgcore_saq.settings import SaqSettings
+    def __getattr__(name: str) -> Any:
+        # SAQ and its Redis client load on first use: every imgcore process loads this plugin to
+        # ask whether its executor is SAQ's.
+        if name in ("JOB_FUNCTION", "SaqExecutor"):
+            from imgcore_saq import executor
 
-        return SaqSettings
-    raise AttributeError(f"module 'imgcore_saq' has no attribute {name!r}")
+            return getattr(executor, name)
+        if name == "SaqSettings":
+            from imgcore_saq.settings import SaqSettings
+
+            return SaqSettings
+        raise AttributeError(f"module 'imgcore_saq' has no attribute {name!r}")

@@ -24,20 +24,19 @@ __all__ = ["PILLOW", "PillowCodec", "imgcore_codecs"]
 class PillowCodec:
     """:func:`imgcore._compress.compress` as a :class:`~imgcore.contracts.Codec`."""
 
-    def __init__(self) -> None:
-        from imgcore import _compress
-
-        self._compress = _compress
-
     def compress(self, data: bytes, options: CompressOptions) -> CompressedImage:
         """See :func:`imgcore._compress.compress`."""
-        return self._compress.compress(data, options)
+        from imgcore._compress import compress
+
+        return compress(data, options)
 
     def variants(
         self, data: bytes, variants: Sequence[Variant], options: CompressOptions
     ) -> list[CompressedImage]:
         """See :func:`imgcore._compress.compress_variants`."""
-        return self._compress.compress_variants(data, variants, options)
+        from imgcore._compress import compress_variants
+
+        return compress_variants(data, variants, options)
 
 
 PILLOW = CodecSpec(

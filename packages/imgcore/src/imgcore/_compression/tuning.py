@@ -25,7 +25,8 @@ _M_MMAP_THRESHOLD = -3  # from glibc's malloc.h
 _PR_SET_PDEATHSIG = 1  # from linux/prctl.h
 
 MMAP_THRESHOLD = 256 * 1024
-"""Bytes from which :func:`limit_malloc_arenas` maps a block on its own: below any image body."""
+"""Bytes from which :func:`limit_malloc_arenas` maps a block on its own: most image bodies
+are larger."""
 
 WORKER_NICENESS = 10
 """How much lower compression workers run than the process serving requests."""

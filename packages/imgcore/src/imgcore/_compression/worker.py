@@ -1,7 +1,7 @@
 """What runs in a compression worker process: its codecs, and the calls the pool sends it.
 
 Everything here is imported in every worker before its first image: it loads only the
-contracts and the codecs' registrations, never the pool's own machinery (asyncio, anyio)
+contracts and the codecs' registrations, never the pool's own machinery (asyncio, its futures)
 nor a codec's library before that codec is built.
 """
 
