@@ -167,12 +167,8 @@ def serve(settings: Settings, host: str, port: int, workers: int) -> None:
     """Run uvicorn with :func:`imgapi.app.create_app` until SIGINT/SIGTERM."""
     import uvicorn
 
-    # Flat memory over many images: here, and in worker processes. Compressing in this
-    # process (threads): glibc's own mmap threshold, as in compression workers.
-    if settings.core.compress_pool == "thread":
-        limit_malloc_arenas(mmap_threshold=None)
-    else:
-        limit_malloc_arenas()
+    # Flat memory over many images: here, and in worker processes.
+    limit_malloc_arenas(compresses=settings.core.compress_pool == "thread")
     os.environ.setdefault("MALLOC_ARENA_MAX", "2")
     # Workers build their app from the environment: links must name the port chosen here.
     os.environ.setdefault(env_name("public_url"), _local_url(host, port))

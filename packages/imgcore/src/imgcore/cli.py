@@ -75,16 +75,11 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _tune_memory() -> None:
-    # Compressing in this process (threads): glibc's own mmap threshold, as in compression
-    # workers, where a fixed one faults every codec buffer in anew.
     try:
         threads = Config.from_env().compress_pool == "thread"
     except ImgcoreError:
         threads = False  # the command reports the setting's error itself
-    if threads:
-        limit_malloc_arenas(mmap_threshold=None)
-    else:
-        limit_malloc_arenas()
+    limit_malloc_arenas(compresses=threads)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

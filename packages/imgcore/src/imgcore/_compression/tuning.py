@@ -32,10 +32,11 @@ WORKER_NICENESS = 10
 """How much lower compression workers run than the process serving requests."""
 
 
-def limit_malloc_arenas(arenas: int = 2, *, mmap_threshold: int | None = MMAP_THRESHOLD) -> bool:
-    """Cap glibc's malloc arenas (as ``MALLOC_ARENA_MAX`` would) and, unless
-    ``mmap_threshold`` is None, map every block of at least that many bytes on its own (as
-    ``MALLOC_MMAP_THRESHOLD_`` would); returns whether it applied.
+def limit_malloc_arenas(arenas: int = 2, *, compresses: bool = False) -> bool:
+    """Cap glibc's malloc arenas (as ``MALLOC_ARENA_MAX`` would) and, unless this process
+    ``compresses`` (a compression worker, or compression in threads), map every block of
+    :data:`MMAP_THRESHOLD` bytes or more on its own (as ``MALLOC_MMAP_THRESHOLD_`` would);
+    returns whether it applied.
 
     glibc gives each thread that allocates its own arena, up to 8 per core; image buffers
     passing through download, compression and storage threads then leave memory spread over
@@ -43,7 +44,9 @@ def limit_malloc_arenas(arenas: int = 2, *, mmap_threshold: int | None = MMAP_TH
     arenas keep it flat at no measurable cost in throughput. glibc also raises its mmap
     threshold after each large free (up to 32 MiB), after which image bodies are carved
     from the heap and leave holes there when freed; a fixed threshold hands each body back to
-    the system when it is freed. A no-op off glibc.
+    the system when it is freed. Where a codec runs, glibc's own threshold stays: a fixed one
+    would fault its buffers (libvips's regions, encoder buffers) in anew for every image, a
+    sixth of the catalog preset's speed. A no-op off glibc.
     """
     if not sys.platform.startswith("linux"):
         return False
@@ -53,8 +56,8 @@ def limit_malloc_arenas(arenas: int = 2, *, mmap_threshold: int | None = MMAP_TH
     try:
         libc = ctypes.CDLL(name)
         applied = bool(libc.mallopt(_M_ARENA_MAX, arenas))
-        if mmap_threshold is not None:
-            applied = bool(libc.mallopt(_M_MMAP_THRESHOLD, mmap_threshold)) and applied
+        if not compresses:
+            applied = bool(libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and applied
         return applied
     except (OSError, AttributeError):
         return False
@@ -107,9 +110,7 @@ def compression_worker_init(parent_pid: int, *, pillow: bool = True) -> None:
     processed. At a lower priority the workers still use every idle cycle.
     """
     die_with_parent(parent_pid)
-    # glibc's own mmap threshold: a fixed one would fault in codec buffers (libvips's
-    # regions, encoder buffers) anew for every image, a sixth of the catalog preset's speed.
-    limit_malloc_arenas(mmap_threshold=None)
+    limit_malloc_arenas(compresses=True)
     if pillow:
         cache_image_memory()
     with contextlib.suppress(OSError):
