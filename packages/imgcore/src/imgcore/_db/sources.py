@@ -128,6 +128,27 @@ _CHECKED_WITH_VALIDATORS = _CHECKED.values(
     etag=sa.bindparam("new_etag"), last_modified=sa.bindparam("new_last_modified")
 )
 
+# Each image processed anew runs these.
+_SOURCE_ID = (
+    sa.select(_S.id)
+    .where(_S.client == sa.bindparam("by_client"), _S.url_hash == sa.bindparam("by_url_hash"))
+    .with_for_update()
+)
+# The columns set are the parameters' keys (its id is the WHERE clause's own name).
+_UPDATE_SOURCE = sources.update().where(_S.id == sa.bindparam("source_id"))
+_NEW_SOURCE = sources.insert()
+_RENDITION_OF = (
+    sa.select(_N.id, _N.result)
+    .where(
+        _N.source_id == sa.bindparam("source_id"),
+        _N.recipe == sa.bindparam("recipe"),
+        _N.content_hash == sa.bindparam("content_hash"),
+    )
+    .with_for_update()
+)
+_NEW_RENDITION = renditions.insert()
+_DROP_RENDITION = renditions.delete().where(_N.id == sa.bindparam("rendition_id"))
+
 
 def lookup(conn: sa.Connection, *, client: str, url: str, recipe: str) -> Known | None:
     """What is remembered of ``url`` for ``client``; None if it never was processed."""
@@ -238,13 +259,8 @@ def finish_new(
         now=now,
     )
     existing = conn.execute(
-        sa.select(_N.id, _N.result)
-        .where(
-            _N.source_id == source_id,
-            _N.recipe == recipe,
-            _N.content_hash == result.content_hash,
-        )
-        .with_for_update()
+        _RENDITION_OF,
+        {"source_id": source_id, "recipe": recipe, "content_hash": result.content_hash},
     ).first()
     if existing is not None:
         rendition_id = existing.id
@@ -252,14 +268,15 @@ def finish_new(
         final = _result_of(existing.result, rendition_id=rendition_id, reused=None)
     else:
         inserted = conn.execute(
-            renditions.insert().values(
-                source_id=source_id,
-                recipe=recipe,
-                content_hash=result.content_hash,
-                result=_stored(result),
-                users=1,
-                created_at=now,
-            )
+            _NEW_RENDITION,
+            {
+                "source_id": source_id,
+                "recipe": recipe,
+                "content_hash": result.content_hash,
+                "result": _stored(result),
+                "users": 1,
+                "created_at": now,
+            },
         ).inserted_primary_key
         assert inserted is not None
         rendition_id = int(inserted[0])
@@ -270,7 +287,7 @@ def finish_new(
         if existing is not None:
             conn.execute(_ADD_USER, {"rendition_id": rendition_id, "change": -1})
         else:
-            conn.execute(renditions.delete().where(_N.id == rendition_id))
+            conn.execute(_DROP_RENDITION, {"rendition_id": rendition_id})
     return Recorded(
         ended=ended, settlement=settlement, adopted=existing is not None and ended, result=final
     )
@@ -344,14 +361,12 @@ def _remember(
         "checked_at": now,
         "checked_by": request_id,
     }
-    source_id = conn.execute(
-        sa.select(_S.id).where(_S.client == client, _S.url_hash == hashed).with_for_update()
-    ).scalar()
+    source_id = conn.execute(_SOURCE_ID, {"by_client": client, "by_url_hash": hashed}).scalar()
     if source_id is not None:
-        conn.execute(sources.update().where(_S.id == source_id).values(values))
+        conn.execute(_UPDATE_SOURCE, {"source_id": source_id, **values})
         return int(source_id)
     inserted = conn.execute(
-        sources.insert().values(client=client, url_hash=hashed, url=url, **values)
+        _NEW_SOURCE, {"client": client, "url_hash": hashed, "url": url, **values}
     )
     key = inserted.inserted_primary_key
     assert key is not None
